@@ -1,0 +1,1 @@
+"""The ``segnet-ros`` command line."""

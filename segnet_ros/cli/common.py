@@ -1,0 +1,58 @@
+"""Arguments every subcommand that loads a model shares, spelled as segnet.py spells them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..backends import BACKENDS, BackendOptions, create_backend
+from ..backends.base import DEVICES
+from ..core.model import Model, ModelFiles, load_model
+from ..zoo import resolve_network
+
+DEFAULT_NETWORK = "fcn-resnet18-voc"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--network", default=DEFAULT_NETWORK,
+                       help=f"model name (default {DEFAULT_NETWORK}; 'reference' is the untrained built-in)")
+    group.add_argument("--model", help="path to an FCN-ResNet18 ONNX file (overrides --network)")
+    group.add_argument("--labels", help="classes.txt with one class name per line")
+    group.add_argument("--colors", help="colors.txt with 'r g b [a]' per line")
+    group.add_argument("--input_blob", "--input-blob", dest="input_blob", default="input_0",
+                       help="name of the input tensor (default input_0)")
+    group.add_argument("--output_blob", "--output-blob", dest="output_blob", default="output_0",
+                       help="name of the output tensor (default output_0)")
+    group = parser.add_argument_group("backend")
+    group.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default auto)")
+    group.add_argument("--device", choices=DEVICES, default="auto", help="device for ONNX Runtime (default auto)")
+    group.add_argument("--threads", type=int, default=0, help="CPU threads for ONNX Runtime (0: its default)")
+
+
+def model_files(args: argparse.Namespace) -> ModelFiles:
+    """The files named by --model/--network, with --labels/--colors/blob overrides applied."""
+    if args.model:
+        base = ModelFiles(onnx=Path(args.model).expanduser())
+    else:
+        base = resolve_network(args.network)
+    return ModelFiles(
+        onnx=base.onnx,
+        labels=Path(args.labels).expanduser() if args.labels else base.labels,
+        colors=Path(args.colors).expanduser() if args.colors else base.colors,
+        input_blob=args.input_blob,
+        output_blob=args.output_blob,
+        name=base.name,
+    )
+
+
+def load_from_args(args: argparse.Namespace) -> Model:
+    model = load_model(model_files(args))
+    for warning in model.classes.warnings:
+        print(f"segnet-ros: warning: {warning}", file=sys.stderr)
+    return model
+
+
+def backend_from_args(args: argparse.Namespace, model: Model):
+    return create_backend(args.backend, model, BackendOptions(device=args.device, threads=args.threads))

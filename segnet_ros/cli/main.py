@@ -1,0 +1,32 @@
+"""``segnet-ros``: the command-line entry point; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.errors import SegnetError
+from . import segment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segnet-ros", description="FCN-ResNet18 semantic segmentation (jetson-inference compatible).")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    segment.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SegnetError as exc:
+        print(f"segnet-ros: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

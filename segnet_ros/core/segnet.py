@@ -1,0 +1,164 @@
+"""SegNet: one small object that segments frames, in the spirit of jetson-inference's segNet.
+
+``SegNet.process(frame)`` runs pre-processing, the backend and the argmax, and
+returns a :class:`Segmentation`; every picture is rendered only when asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classify import classify
+from .frames import check_frame, encoding
+from .model import Model
+from .preprocess import RESIZE_METHODS, Preprocessor
+from .render import FILTER_MODES, Renderer
+
+Size = tuple[int, int]  # (width, height)
+
+
+@dataclass(frozen=True)
+class SegNetSettings:
+    """How frames are prepared and rendered; replaced whole, so a frame never sees half a change."""
+
+    resize: str = "linear"
+    filter_mode: str = "linear"
+    overlay_alpha: int = 150
+    ignore_class: str = "void"
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_METHODS:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_METHODS)}, got '{self.resize}'")
+        if self.filter_mode not in FILTER_MODES:
+            raise ValueError(f"filter_mode must be one of {', '.join(FILTER_MODES)}, got '{self.filter_mode}'")
+        if isinstance(self.overlay_alpha, bool) or not isinstance(self.overlay_alpha, (int, np.integer)):
+            raise ValueError(f"overlay_alpha must be an integer 0..255, got {self.overlay_alpha!r}")
+        if not 0 <= self.overlay_alpha <= 255:
+            raise ValueError(f"overlay_alpha must be in 0..255, got {self.overlay_alpha}")
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent in each stage of the last frame."""
+
+    preprocess: float = 0.0
+    inference: float = 0.0
+    classify: float = 0.0
+
+
+class Segmentation:
+    """The result for one frame: the class grid, and lazily rendered products at any size."""
+
+    def __init__(self, net: SegNet, frame: np.ndarray, encoding_name: str, grid: np.ndarray,
+                 confidence: np.ndarray, settings: SegNetSettings, colors: np.ndarray) -> None:
+        self._net = net
+        self.frame = frame
+        self.encoding = encoding(encoding_name)
+        self.grid = grid
+        self.confidence_grid = confidence
+        self.settings = settings
+        self.colors = colors  # (C, 4) float32 RGBA used for this frame
+
+    @property
+    def input_size(self) -> Size:
+        return (self.frame.shape[1], self.frame.shape[0])
+
+    @property
+    def grid_size(self) -> Size:
+        return (self.grid.shape[1], self.grid.shape[0])
+
+    def _size(self, size: Size | None) -> Size:
+        width, height = size if size is not None else self.input_size
+        if width <= 0 or height <= 0:
+            raise ValueError(f"render size must be positive, got {width}x{height}")
+        return int(width), int(height)
+
+    def class_mask(self, size: Size | None = None) -> np.ndarray:
+        """(H, W) uint8 class ids (input size by default; the grid size gives the raw grid)."""
+        return self._net.renderer.class_mask(self.grid, *self._size(size))
+
+    def confidence(self, size: Size | None = None) -> np.ndarray:
+        """(H, W) uint8, 255 x the softmax probability of each pixel's class."""
+        scaled = (self.confidence_grid * np.float32(255.0)).astype(np.uint8)
+        return self._net.renderer.upsample(scaled, *self._size(size))
+
+    def histogram(self, size: Size | None = None) -> np.ndarray:
+        """(C,) int64 pixel counts per class over the class mask of ``size``."""
+        return self._net.renderer.histogram(self.grid, self._net.num_classes, *self._size(size))
+
+    def color_mask(self, size: Size | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB class colours."""
+        return self._net.renderer.color_mask(self.grid, self.colors, *self._size(size), self.settings.filter_mode)
+
+    def overlay(self, size: Size | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 blend of colours over the input; BGR for BGR inputs, RGB otherwise."""
+        return self._net.renderer.overlay(
+            self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode
+        )
+
+
+class SegNet:
+    """A loaded model on a backend: frames in, :class:`Segmentation` out."""
+
+    def __init__(self, model: Model, backend, settings: SegNetSettings | None = None) -> None:
+        self.model = model
+        self.backend = backend
+        self.renderer = Renderer(model.grid_width, model.grid_height)
+        self.timings = Timings()
+        self._lock = threading.Lock()
+        self._apply(settings or SegNetSettings())
+
+    # -- settings -----------------------------------------------------------------------
+    @property
+    def settings(self) -> SegNetSettings:
+        return self._settings
+
+    def update_settings(self, **changes) -> SegNetSettings:
+        """Validate and apply changes; raises ValueError and changes nothing if one is invalid."""
+        new = dataclasses.replace(self._settings, **changes)
+        self._apply(new)
+        return new
+
+    def _apply(self, settings: SegNetSettings) -> None:
+        colors = self.model.classes.rgba(settings.overlay_alpha)
+        ignore_id = self.model.classes.index_of(settings.ignore_class) if settings.ignore_class else None
+        preprocessor = Preprocessor(self.model.input_width, self.model.input_height, settings.resize)
+        with self._lock:
+            self._settings, self._colors, self._ignore_id = settings, colors, ignore_id
+            self._preprocessor = preprocessor
+
+    # -- facts about the model ------------------------------------------------------------
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.classes.names
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @property
+    def grid_size(self) -> Size:
+        return (self.model.grid_width, self.model.grid_height)
+
+    # -- the work ---------------------------------------------------------------------------
+    def process(self, frame: np.ndarray, encoding_name: str = "rgb8") -> Segmentation:
+        """Segment one uint8 frame given in ``encoding_name`` (rgb8, bgr8, rgba8, bgra8, mono8)."""
+        with self._lock:
+            settings, colors, ignore_id, preprocessor = (
+                self._settings, self._colors, self._ignore_id, self._preprocessor)
+        frame = check_frame(frame, encoding(encoding_name))
+        start = time.perf_counter()
+        tensor = preprocessor(frame, encoding_name)
+        prepared = time.perf_counter()
+        logits = self.backend.run(tensor)
+        inferred = time.perf_counter()
+        grid, confidence = classify(logits, ignore_id)
+        done = time.perf_counter()
+        self.timings = Timings(
+            (prepared - start) * 1e3, (inferred - prepared) * 1e3, (done - inferred) * 1e3)
+        return Segmentation(self, frame, encoding_name, grid, confidence, settings, colors)

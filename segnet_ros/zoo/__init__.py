@@ -1,0 +1,45 @@
+"""Model names to model files.
+
+For now this knows the built-in reference network (``reference`` or
+``reference-WxH``), generated on first use into the user cache.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..core.errors import ModelError
+from ..core.model import ModelFiles
+from ..core.refnet import write_reference_model
+from ..paths import cache_dir
+
+REFERENCE_NAME = re.compile(r"^reference(?:-(\d+)x(\d+))?$")
+REFERENCE_DEFAULT = (512, 256)
+REFERENCE_CLASSES = 21
+
+
+def reference_files(width: int = REFERENCE_DEFAULT[0], height: int = REFERENCE_DEFAULT[1]) -> ModelFiles:
+    """The reference network for ``width`` x ``height``, written on first use."""
+    if not (32 <= width <= 4096 and 32 <= height <= 4096):
+        raise ModelError(f"reference network size {width}x{height} is out of range 32..4096")
+    folder = cache_dir() / "reference" / f"reference-{width}x{height}"
+    files = ModelFiles.in_folder(folder, name=f"reference-{width}x{height}")
+    if not files.onnx.is_file():
+        try:
+            files = write_reference_model(folder, width, height, REFERENCE_CLASSES)
+        except OSError as exc:
+            raise ModelError(f"cannot write the reference network into {folder}: {exc.strerror}") from None
+    return files
+
+
+def resolve_network(name: str) -> ModelFiles:
+    """The files of the network called ``name``."""
+    match = REFERENCE_NAME.match(name.strip().lower())
+    if match is None:
+        raise ModelError(
+            f"unknown network '{name}': this version knows only the untrained reference network "
+            "('reference' or 'reference-WxH'); pass --model PATH to run your own ONNX file"
+        )
+    if match.group(1):
+        return reference_files(int(match.group(1)), int(match.group(2)))
+    return reference_files()

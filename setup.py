@@ -1,0 +1,43 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "segnet_ros"
+
+ROS = [
+    "ros-rclpy",
+    "ros-sensor-msgs",
+    "ros-std-msgs",
+    "ros-diagnostic-msgs",
+    "ros-rmw-fastrtps-cpp",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="FCN-ResNet18 semantic segmentation node for ROS 2 (TensorRT or ONNX Runtime)",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
+    ],
+    install_requires=["setuptools", "numpy>=1.21", "onnx>=1.12", "PyYAML>=5.4"],
+    extras_require={
+        # OpenCV and ONNX Runtime are extras: ROS installs and Jetsons bring their own builds.
+        "opencv": ["opencv-python-headless>=4.5"],
+        "onnxruntime": ["onnxruntime>=1.12"],
+        "ros": ROS,
+        "test": ["pytest>=7", "ruff>=0.5", "colcon-core>=0.15", "colcon-ros>=0.4"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "segnet-ros = segnet_ros.cli.main:main",
+        ],
+    },
+)
