@@ -33,10 +33,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_files(args: argparse.Namespace) -> ModelFiles:
     """The files named by --model/--network, with --labels/--colors/blob overrides applied."""
-    if args.model:
-        base = ModelFiles(onnx=Path(args.model).expanduser())
-    else:
-        base = resolve_network(args.network)
+    base = ModelFiles(onnx=Path(args.model).expanduser()) if args.model else resolve_network(args.network)
     return ModelFiles(
         onnx=base.onnx,
         labels=Path(args.labels).expanduser() if args.labels else base.labels,

@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
         "segment", help="segment images, folders, globs or videos (segnet.py's arguments)",
         description="Segment images or video with an FCN-ResNet18 model, as jetson-inference's segnet.py does.")
     parser.add_argument("input", help="image, folder, glob (quote it) or video file")
-    parser.add_argument("output", nargs="?", help="image, folder, pattern (out_%%i.jpg) or video; omit to write nothing")
+    parser.add_argument("output", nargs="?",
+                        help="image, folder, pattern (out_%%i.jpg) or video; omit to write nothing")
     add_model_arguments(parser)
     group = parser.add_argument_group("rendering")
     group.add_argument("--filter-mode", "--filter_mode", dest="filter_mode", choices=FILTER_MODES,
@@ -95,12 +96,12 @@ def format_stats(segmentation: Segmentation, names: tuple[str, ...]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    source = open_source(args.input)  # cheap checks first: a typo should not wait for a model
+    sink = Sink(args.output, source) if args.output else None
     model = load_from_args(args)
     settings = SegNetSettings(resize=args.resize, filter_mode=args.filter_mode,
                               overlay_alpha=args.alpha, ignore_class=args.ignore_class)
     net = SegNet(model, backend_from_args(args, model), settings)
-    source = open_source(args.input)
-    sink = Sink(args.output, source) if args.output else None
     progress = Progress(source.count, enabled=None if args.progress and source.count != 1 else False)
     totals = np.zeros(4)
     frames = 0

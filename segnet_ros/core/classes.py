@@ -137,6 +137,6 @@ class ClassTable:
         """Write ``classes.txt`` and ``colors.txt`` in the format :meth:`build` reads."""
         labels.write_text("".join(f"{n}\n" for n in self.names), encoding="utf-8")
         lines = []
-        for (r, g, b), a in zip(self.rgb.tolist(), self.explicit_alpha.tolist()):
+        for (r, g, b), a in zip(self.rgb.tolist(), self.explicit_alpha.tolist(), strict=True):
             lines.append(f"{r} {g} {b}" + (f" {a}" if a >= 0 else "") + "\n")
         colors.write_text("".join(lines), encoding="utf-8")

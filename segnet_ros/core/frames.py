@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .errors import FrameError
@@ -17,16 +18,17 @@ class Encoding:
     channels: int
     rgb_order: tuple[int, int, int]  # source channel of R, G and B
     bgr: bool  # whether the overlay is returned in BGR order
+    to_rgb: int | None  # cv2.cvtColor code to RGB; None when already RGB
 
 
 ENCODINGS: dict[str, Encoding] = {
     e.name: e
     for e in (
-        Encoding("rgb8", 3, (0, 1, 2), False),
-        Encoding("bgr8", 3, (2, 1, 0), True),
-        Encoding("rgba8", 4, (0, 1, 2), False),
-        Encoding("bgra8", 4, (2, 1, 0), True),
-        Encoding("mono8", 1, (0, 0, 0), False),
+        Encoding("rgb8", 3, (0, 1, 2), False, None),
+        Encoding("bgr8", 3, (2, 1, 0), True, cv2.COLOR_BGR2RGB),
+        Encoding("rgba8", 4, (0, 1, 2), False, cv2.COLOR_RGBA2RGB),
+        Encoding("bgra8", 4, (2, 1, 0), True, cv2.COLOR_BGRA2RGB),
+        Encoding("mono8", 1, (0, 0, 0), False, cv2.COLOR_GRAY2RGB),
     )
 }
 
@@ -53,3 +55,10 @@ def check_frame(frame: np.ndarray, enc: Encoding) -> np.ndarray:
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise FrameError(f"frame has zero size {frame.shape[1]}x{frame.shape[0]}")
     return frame
+
+
+def to_rgb(frame: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of a checked (H, W, channels) frame, into ``out`` if given."""
+    if enc.to_rgb is None:
+        return frame
+    return cv2.cvtColor(frame[:, :, 0] if enc.channels == 1 else frame, enc.to_rgb, dst=out)

@@ -97,7 +97,8 @@ def load_model(files: ModelFiles) -> Model:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types
-        raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}); re-export or re-download it") from None
+        raise ModelError(
+            f"{path}: not a valid ONNX model ({type(exc).__name__}); re-export or re-download it") from None
     graph = proto.graph
     initializers = {init.name for init in graph.initializer}
     inputs = [value for value in graph.input if value.name not in initializers]

@@ -4,8 +4,8 @@ The formulas (``../shared/reference/segnet-semantics.md`` section 4) are applied
 separably: per output size, each axis gets its index maps and a sparse
 interpolation matrix once; a frame then costs two small matrix products for
 the linear filter, or two gathers for the point filter, plus one blend.
-Coordinates are computed in float32 in the reference's order of operations, so
-cell boundaries fall on the same pixels; uint8 results are truncated.
+Cell coordinates are computed in float32 in the reference's order of operations,
+so cell boundaries fall on the same pixels; uint8 results are truncated.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .frames import Encoding
+from .frames import Encoding, to_rgb
 
 FILTER_MODES = ("point", "linear")
 
@@ -53,20 +53,14 @@ class Axis:
 
 
 def sample_indices(n: int, n_in: int) -> np.ndarray | None:
-    """Input pixel for each of ``n`` output pixels (``int(i / n * n_in)``); None for identity."""
-    index = (np.arange(n, dtype=np.float32) / np.float32(n) * np.float32(n_in)).astype(np.intp)
-    if n == n_in and np.array_equal(index, np.arange(n)):
+    """Input pixel under each of ``n`` output pixels, ``int(i / n * n_in)`` in exact arithmetic.
+
+    None when the sizes are equal: the overlay is then pixel for pixel (the
+    reference's float32 rounding would repeat a few rows, e.g. 34 of 720).
+    """
+    if n == n_in:
         return None
-    return index
-
-
-def rgb_view(frame: np.ndarray, enc: Encoding) -> np.ndarray:
-    """A (H, W, 3) RGB view of ``frame`` without copying."""
-    if enc.channels == 1:
-        return np.broadcast_to(frame[:, :, :1], frame.shape[:2] + (3,))
-    if enc.rgb_order == (2, 1, 0):
-        return frame[:, :, 2::-1]
-    return frame[:, :, :3]
+    return (np.arange(n, dtype=np.int64) * n_in) // n
 
 
 class _Buffers:
@@ -76,6 +70,7 @@ class _Buffers:
         self.rgb = np.empty((height, width, 3), dtype=np.float32)
         self.alpha = np.empty((height, width), dtype=np.float32)
         self.inverse = np.empty((height, width), dtype=np.float32)
+        self.source_rgb = np.empty((height, width, 3), dtype=np.uint8)
         self.source = np.empty((height, width, 3), dtype=np.float32)
         self.blend = np.empty((height, width, 3), dtype=np.float32)
         self.key: tuple | None = None  # what ``rgb``/``alpha`` hold now
@@ -131,7 +126,7 @@ class Renderer:
         """Fill (or reuse) the float colour and alpha planes for this grid."""
         buffers = self._lru(self._buffers, (width, height), lambda: _Buffers(width, height))
         key = (grid, table, mode)
-        if buffers.key is not None and all(a is b for a, b in zip(buffers.key, key)):
+        if buffers.key is not None and all(a is b for a, b in zip(buffers.key, key, strict=True)):
             return buffers
         if mode not in FILTER_MODES:
             raise ValueError(f"filter mode must be one of {FILTER_MODES}, got '{mode}'")
@@ -139,7 +134,7 @@ class Renderer:
         cells = table[grid]  # (gh, gw, 4)
         alpha_cells = cells[:, :, 3] * (_BLEND_SCALE / np.float32(255.0))
         if mode == "linear":
-            rows_rgb = np.einsum("xi,jic->jxc", ax.linear, cells[:, :, :3])  # (gh, W, 3)
+            rows_rgb = np.matmul(ax.linear[None], cells[:, :, :3])  # (gh, W, 3): horizontal pass
             np.matmul(ay.linear, rows_rgb.reshape(self.grid_height, -1), out=buffers.rgb.reshape(height, -1))
             np.matmul(ay.linear, alpha_cells @ ax.linear.T, out=buffers.alpha)
         else:
@@ -174,13 +169,12 @@ class Renderer:
             (width, height, in_width, in_height),
             lambda: (sample_indices(height, in_height), sample_indices(width, in_width)),
         )
-        source = rgb_view(frame, enc)
         if cols is not None:
-            source = np.take(source, cols, axis=1)
+            frame = np.take(frame, cols, axis=1)
         if rows is not None:
-            source = np.take(source, rows, axis=0)
-        np.copyto(buffers.source, source)
+            frame = np.take(frame, rows, axis=0)
+        np.copyto(buffers.source, to_rgb(frame, enc, buffers.source_rgb))
         cv2.blendLinear(buffers.rgb, buffers.source, buffers.alpha, buffers.inverse, dst=buffers.blend)
         out = np.empty((height, width, 3), dtype=np.uint8)
-        np.copyto(out[:, :, ::-1] if enc.bgr else out, buffers.blend, casting="unsafe")
-        return out
+        np.copyto(out, buffers.blend, casting="unsafe")
+        return cv2.cvtColor(out, cv2.COLOR_RGB2BGR) if enc.bgr else out

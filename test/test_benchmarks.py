@@ -1,0 +1,15 @@
+"""The benchmark scripts keep running (their figures are read by people, not asserted here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_render_benchmark_prints_every_stage():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render_benchmark.py"), "--repeat", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for stage in ("preprocess", "class mask", "colour mask", "overlay", "histogram", "one frame"):
+        assert stage in result.stdout
