@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -16,12 +17,23 @@ class BackendOptions:
 
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for ONNX Runtime; 0 lets it decide
+    precision: str = "auto"  # TensorRT: auto (fp16 where the GPU is fast at it) | fp16 | fp32
+    engine_cache_dir: str = ""  # TensorRT engine cache; "" is the per-user cache folder
+    workspace_mb: int = 1024  # TensorRT builder workspace limit
+    dla_core: int = -1  # TensorRT on Jetson: DLA core to use, -1 for the GPU
+    force_rebuild: bool = False  # TensorRT: ignore a cached engine and build anew
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.workspace_mb <= 0:
+            raise ValueError(f"workspace_mb must be > 0, got {self.workspace_mb}")
+        if self.dla_core < -1:
+            raise ValueError(f"dla_core must be -1 (GPU) or a DLA core index, got {self.dla_core}")
 
 
 class Backend(ABC):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..core.errors import SegnetError
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="segnet-ros: %(message)s", stream=sys.stderr)
     try:
         return args.run(args)
     except SegnetError as exc:
