@@ -38,6 +38,7 @@ setup(
     entry_points={
         "console_scripts": [
             "segnet-ros = segnet_ros.cli.main:main",
+            "segnet_node = segnet_ros.node.main:main",
         ],
     },
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from oracle import palette_oracle
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from conftest import run_cli
 from oracle import NAMES, assert_truncated, block_image, grid_of, ref_colors, ref_overlay
 

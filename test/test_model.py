@@ -2,10 +2,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from oracle import linear_oracle
 
 from segnet_ros.core.errors import ModelError
 from segnet_ros.core.model import ModelFiles, load_model
+
+from oracle import linear_oracle
 
 
 def test_loads_oracle_geometry_and_classes(oracle_dir):

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-from oracle import assert_truncated, ref_class_mask, ref_colors, ref_overlay
 
 from segnet_ros.core.frames import encoding
 from segnet_ros.core.render import Renderer
+
+from oracle import assert_truncated, ref_class_mask, ref_colors, ref_overlay
 
 SIZES = [(16, 8), (61, 37), (100, 50), (33, 80)]
 GRIDS = [(16, 8), (10, 10), (5, 3)]

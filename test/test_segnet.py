@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
-from oracle import NAMES, PALETTE, block_image
 
 from segnet_ros.backends import create_backend
 from segnet_ros.core.errors import FrameError
 from segnet_ros.core.model import ModelFiles, load_model
 from segnet_ros.core.segnet import SegNet
+
+from oracle import NAMES, PALETTE, block_image
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..backends import BACKENDS, BackendOptions, create_backend
 from ..backends.base import DEVICES
 from ..core.model import Model, ModelFiles, load_model
-from ..zoo import resolve_network
+from ..selection import select_model
 
 DEFAULT_NETWORK = "fcn-resnet18-voc"
 
@@ -32,16 +31,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_files(args: argparse.Namespace) -> ModelFiles:
-    """The files named by --model/--network, with --labels/--colors/blob overrides applied."""
-    base = ModelFiles(onnx=Path(args.model).expanduser()) if args.model else resolve_network(args.network)
-    return ModelFiles(
-        onnx=base.onnx,
-        labels=Path(args.labels).expanduser() if args.labels else base.labels,
-        colors=Path(args.colors).expanduser() if args.colors else base.colors,
-        input_blob=args.input_blob,
-        output_blob=args.output_blob,
-        name=base.name,
-    )
+    """The files named by --model (or else --network), with the --labels/--colors/blob overrides."""
+    return select_model(args.model or args.network, labels=args.labels or "", colors=args.colors or "",
+                        input_blob=args.input_blob, output_blob=args.output_blob)
 
 
 def load_from_args(args: argparse.Namespace) -> Model:

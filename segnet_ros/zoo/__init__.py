@@ -7,6 +7,7 @@ For now this knows the built-in reference network (``reference`` or
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..core.errors import ModelError
 from ..core.model import ModelFiles
@@ -32,8 +33,9 @@ def reference_files(width: int = REFERENCE_DEFAULT[0], height: int = REFERENCE_D
     return files
 
 
-def resolve_network(name: str) -> ModelFiles:
-    """The files of the network called ``name``."""
+def resolve_network(name: str, model_dir: str | Path | None = None, auto_download: bool = False) -> ModelFiles:
+    """The files of the network called ``name`` (``model_dir`` and ``auto_download`` serve named
+    zoo models, which this version does not know yet)."""
     match = REFERENCE_NAME.match(name.strip().lower())
     if match is None:
         raise ModelError(

@@ -1,0 +1,241 @@
+"""``segnet``: camera images in; class masks, colour masks, overlays, confidence, histograms out.
+
+A thin adapter over :class:`segnet_ros.core.SegNet`. The subscription callback only
+stores the newest frame; one worker thread segments it and renders just the
+outputs that have subscribers. A slow model therefore drops frames (counted in
+/diagnostics) instead of queueing them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import MultiArrayDimension, String, UInt32MultiArray
+
+from ..backends import create_backend
+from ..core.errors import FrameError, SegnetError
+from ..core.model import load_model
+from ..core.segnet import Segmentation, SegNet, SegNetSettings
+from ..selection import select_model
+from .conversions import array_to_image, compressed_to_array, image_to_array, scale_camera_info
+from .params import DYNAMIC, PARAMS, backend_options, check
+from .pipeline import LatestSlot, PipelineStats
+
+INPUT_TOPICS = ("image", "image/compressed", "camera_info")
+IMAGE_OUTPUTS = ("class_mask", "color_mask", "overlay", "confidence")
+OUTPUTS = IMAGE_OUTPUTS + ("class_histogram", "class_labels", "camera_info_mask")
+_RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+_THROTTLE_S = 5.0
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=_RELIABILITY[reliability],
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+class SegnetNode(Node):
+    """Raises :class:`SegnetError` from the constructor when the model or a parameter is unusable."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("segnet", **kwargs)
+        self.stats = PipelineStats()
+        self.slot = LatestSlot()
+        values = self._declare_parameters()
+        self.net = self._open_model(values)
+        self._mask_size = values["mask_size"]
+        self.declare_parameter("class_names", list(self.net.class_names), ParameterDescriptor(
+            description="class names of the loaded model, by id", read_only=True))
+
+        output_qos = _qos(values["output_reliability"], values["output_depth"])
+        self._image_pubs = {name: self.create_publisher(Image, name, output_qos) for name in IMAGE_OUTPUTS}
+        self._histogram_pub = self.create_publisher(UInt32MultiArray, "class_histogram", output_qos)
+        self._labels_pub = self.create_publisher(String, "class_labels", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._camera_info_pub = None
+        self._camera_info: CameraInfo | None = None
+        self._publish_labels()
+
+        self._last_bad = 0
+        self._worker = threading.Thread(target=self._work, name="segnet-worker", daemon=True)
+        self._worker.start()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # Subscribe last: the model is ready before the first frame can arrive.
+        input_qos = _qos(values["input_reliability"], values["input_depth"])
+        if values["use_camera_info"]:
+            self._camera_info_pub = self.create_publisher(CameraInfo, "camera_info_mask", output_qos)
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
+        if values["input_transport"] == "compressed":
+            self.create_subscription(CompressedImage, "image/compressed", self._on_frame, input_qos)
+        else:
+            self.create_subscription(Image, "image", self._on_frame, input_qos)
+        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
+        self._decode = compressed_to_array if values["input_transport"] == "compressed" else image_to_array
+        self.get_logger().info(
+            f"segmenting {self.resolve_topic_name('image')} with {self.net.model.name} "
+            f"({self.net.model.input_width}x{self.net.model.input_height}, {self.net.num_classes} classes) "
+            f"on {self.net.backend.describe()}")
+
+    # -- start-up -------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        values, problems = {}, []
+        for param in PARAMS:
+            descriptor = ParameterDescriptor(description=param.description, read_only=not param.dynamic)
+            if param.choices:
+                descriptor.additional_constraints = "one of: " + ", ".join(param.choices)
+            if param.int_range is not None:
+                descriptor.integer_range = [IntegerRange(from_value=param.int_range[0], to_value=param.int_range[1],
+                                                         step=1)]
+            try:
+                values[param.name] = self.declare_parameter(param.name, param.default, descriptor).value
+            except ParameterException as exc:
+                problems.append(f"{param.name}: {exc}")
+                continue
+            reason = check(param.name, values[param.name])
+            if reason:
+                problems.append(reason)
+        if problems:
+            raise SegnetError("invalid parameters: " + "; ".join(problems))
+        return values
+
+    def _open_model(self, values: dict) -> SegNet:
+        files = select_model(values["model"], labels=values["labels"], colors=values["colors"],
+                             input_blob=values["input_blob"], output_blob=values["output_blob"],
+                             model_dir=values["model_dir"], auto_download=values["auto_download"])
+        model = load_model(files)
+        for warning in model.classes.warnings:
+            self.get_logger().warn(warning)
+        try:
+            settings = SegNetSettings(resize=values["resize"], filter_mode=values["filter_mode"],
+                                      overlay_alpha=values["overlay_alpha"], ignore_class=values["ignore_class"])
+        except ValueError as exc:
+            raise SegnetError(str(exc)) from None
+        return SegNet(model, create_backend(values["backend"], model, backend_options(values)), settings)
+
+    def _publish_labels(self) -> None:
+        rgba = self.net.model.classes.rgba(self.net.settings.overlay_alpha).astype(int).tolist()
+        classes = [{"id": i, "name": name, "rgba": rgba[i]} for i, name in enumerate(self.net.class_names)]
+        text = yaml.safe_dump({"model": self.net.model.name, "classes": classes}, sort_keys=False)
+        self._labels_pub.publish(String(data=text))
+
+    # -- parameters -------------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        changes = {}
+        for param in params:
+            if param.name not in DYNAMIC:
+                continue
+            reason = check(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            changes[param.name] = param.value
+        mask_size = changes.pop("mask_size", None)
+        if changes:
+            try:
+                self.net.update_settings(**changes)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        if mask_size is not None:
+            self._mask_size = mask_size
+        if "overlay_alpha" in changes:
+            self._publish_labels()
+        return SetParametersResult(successful=True)
+
+    # -- callbacks (executor thread): cheap, never block -------------------------------------
+    def _on_frame(self, msg) -> None:
+        self.stats.arrived()
+        self.slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    # -- the worker ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while rclpy.ok():
+            item = self.slot.take(timeout=0.5)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except FrameError as exc:
+                self.stats.rejected()
+                self.get_logger().warn(f"bad frame skipped: {exc}", throttle_duration_sec=_THROTTLE_S)
+            except Exception as exc:  # keep serving: one broken frame must not stop the robot's perception
+                self.stats.rejected()
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=_THROTTLE_S)
+
+    def _wanted(self) -> dict[str, bool]:
+        wanted = {name: pub.get_subscription_count() > 0 for name, pub in self._image_pubs.items()}
+        wanted["class_histogram"] = self._histogram_pub.get_subscription_count() > 0
+        wanted["camera_info_mask"] = (self._camera_info_pub is not None and self._camera_info is not None
+                                      and self._camera_info_pub.get_subscription_count() > 0)
+        return wanted
+
+    def _process(self, msg, received_at: float) -> None:
+        wanted = self._wanted()
+        if not any(wanted.values()):
+            self.stats.idle()  # nobody listens: no inference at all
+            return
+        frame, encoding = self._decode(msg)
+        segmentation = self.net.process(frame, encoding)
+        self._publish(msg.header, segmentation, wanted)
+        self.stats.finished(received_at, self.net.timings.inference)
+
+    def _publish(self, header, seg: Segmentation, wanted: dict[str, bool]) -> None:
+        mask_size = seg.input_size if self._mask_size == "input" else seg.grid_size
+        if wanted["class_mask"]:
+            self._image_pubs["class_mask"].publish(array_to_image(header, seg.class_mask(mask_size), "mono8"))
+        if wanted["confidence"]:
+            self._image_pubs["confidence"].publish(array_to_image(header, seg.confidence(mask_size), "mono8"))
+        if wanted["class_histogram"]:
+            counts = seg.histogram(mask_size)
+            msg = UInt32MultiArray()
+            msg.layout.dim = [MultiArrayDimension(label="class", size=len(counts), stride=len(counts))]
+            msg.data = counts.astype("uint32").tolist()
+            self._histogram_pub.publish(msg)
+        if wanted["color_mask"]:
+            self._image_pubs["color_mask"].publish(array_to_image(header, seg.color_mask(), "rgb8"))
+        if wanted["overlay"]:
+            encoding = "bgr8" if seg.encoding.bgr else "rgb8"
+            self._image_pubs["overlay"].publish(array_to_image(header, seg.overlay(), encoding))
+        if wanted["camera_info_mask"]:
+            self._camera_info_pub.publish(scale_camera_info(self._camera_info, header, *mask_size))
+
+    # -- diagnostics ------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot(self.slot.dropped)
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  hardware_id=self.net.backend.describe())
+        status.level = DiagnosticStatus.WARN if snap.bad > self._last_bad else DiagnosticStatus.OK
+        status.message = (f"{snap.processed_hz:.1f} fps processed of {snap.input_hz:.1f} fps input; "
+                          f"{snap.dropped} dropped, {snap.bad} bad")
+        if snap.bad > self._last_bad:
+            status.message += f" ({snap.bad - self._last_bad} bad since last report)"
+        self._last_bad = snap.bad
+        values = {
+            "input_rate_hz": f"{snap.input_hz:.2f}", "processed_rate_hz": f"{snap.processed_hz:.2f}",
+            "frames_received": snap.received, "frames_processed": snap.processed,
+            "frames_dropped": snap.dropped, "frames_bad": snap.bad,
+            "frames_skipped_no_subscribers": snap.skipped,
+            "latency_ms": f"{snap.latency_ms:.1f}", "latency_max_ms": f"{snap.latency_max_ms:.1f}",
+            "inference_ms": f"{snap.inference_ms:.1f}",
+            "backend": self.net.backend.name, "device": self.net.backend.device, "model": self.net.model.name,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array_msg)
+
+    def destroy_node(self) -> None:
+        self.slot.close()
+        super().destroy_node()

@@ -1,0 +1,139 @@
+"""Real ROS 2 plumbing for tests: the node in a child process, a probe node in the test process.
+
+Each test session gets its own DDS domain, limited to this machine, so parallel runs never meet.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ros_environment() -> dict[str, str]:
+    """Chosen once per process, before rclpy.init: a private domain on loopback."""
+    if "SEGNET_TEST_DOMAIN" not in os.environ:
+        os.environ["SEGNET_TEST_DOMAIN"] = str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100))
+    env = {
+        "ROS_DOMAIN_ID": os.environ["SEGNET_TEST_DOMAIN"],
+        "ROS_LOCALHOST_ONLY": "1",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    return env
+
+
+class NodeProcess:
+    """``segnet_node`` running as users run it, with parameters and remappings."""
+
+    def __init__(self, log_path: Path, params: dict, remaps: dict | None = None, namespace: str = "",
+                 script: str = "segnet_ros.node.main") -> None:
+        args = [sys.executable, "-m", script, "--ros-args"]
+        for key, value in params.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            args += ["-p", f"{key}:={text}"]
+        for old, new in (remaps or {}).items():
+            args += ["-r", f"{old}:={new}"]
+        if namespace:
+            args += ["-r", f"__ns:={namespace}"]
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        env={**os.environ, **ros_environment()})
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "segmenting " in self.log():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"segnet_node exited with {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.1)
+        raise AssertionError(f"segnet_node not ready after {timeout} s:\n{self.log()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class Probe:
+    """A node in the test process that publishes inputs and collects outputs."""
+
+    def __init__(self, name: str = "probe") -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node = rclpy.create_node(name)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = {}
+        self.arrival: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._running = True
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self._running:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def subscribe(self, msg_type, topic: str, qos=None) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        qos = qos or QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.received[topic] = []
+        self.arrival[topic] = []
+
+        def keep(msg, topic=topic):
+            with self._lock:
+                self.received[topic].append(msg)
+                self.arrival[topic].append(time.time())
+
+        self.node.create_subscription(msg_type, topic, keep, qos)
+
+    def publisher(self, msg_type, topic: str, qos=None):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        return self.node.create_publisher(msg_type, topic, qos or QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
+    def messages(self, topic: str) -> list:
+        with self._lock:
+            return list(self.received[topic])
+
+    def wait_for(self, predicate, timeout: float = 20.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def wait_matched(self, publisher, count: int = 1, timeout: float = 20.0) -> None:
+        self.wait_for(lambda: publisher.get_subscription_count() >= count, timeout, "subscription match")
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=5)
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()

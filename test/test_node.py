@@ -1,0 +1,352 @@
+"""segnet_node in a child process, driven over real DDS from the test process."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from rosutil import NodeProcess, Probe, ros_environment
+
+ros_environment()  # before rclpy is initialised anywhere in this process
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header, String, UInt32MultiArray  # noqa: E402
+
+from segnet_ros.backends import create_backend  # noqa: E402
+from segnet_ros.core.model import ModelFiles, load_model  # noqa: E402
+from segnet_ros.core.segnet import SegNet, SegNetSettings  # noqa: E402
+from segnet_ros.node.conversions import array_to_image  # noqa: E402
+
+WIDTH, HEIGHT = 320, 240
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_context():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory) -> ModelFiles:
+    """The reference network at 256x128 (grid 8x4): fast enough for many frames."""
+    from segnet_ros.core.refnet import write_reference_model
+
+    return write_reference_model(tmp_path_factory.mktemp("ref256"), 256, 128, 21)
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def start_node(tmp_path, small_reference):
+    started = []
+
+    def start(params=None, **kwargs) -> NodeProcess:
+        merged = {"model": str(small_reference.onnx), "backend": "onnxruntime", "device": "cpu",
+                  "diagnostics_period": 0.5, **(params or {})}
+        node = NodeProcess(tmp_path / f"node{len(started)}.log", merged, **kwargs)
+        started.append(node)
+        node.wait_ready()
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+def frame(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    for _ in range(12):  # blobs, so the untrained network sees structure
+        x, y = int(rng.integers(0, WIDTH)), int(rng.integers(0, HEIGHT))
+        cv2.circle(image, (x, y), int(rng.integers(10, 80)), [int(v) for v in rng.integers(0, 256, 3)], -1)
+    return image
+
+
+def header(stamp: float = 42.25, frame_id: str = "camera_optical") -> Header:
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+    return h
+
+
+def as_array(msg: Image) -> np.ndarray:
+    channels = msg.step // msg.width
+    data = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, channels)
+    return data[:, :, 0] if channels == 1 else data
+
+
+def diagnostics_values(probe: Probe) -> dict:
+    status = probe.messages("/diagnostics")[-1].status[0]
+    return {kv.key: kv.value for kv in status.values}
+
+
+def core_result(files: ModelFiles, image: np.ndarray, encoding: str, **settings):
+    model = load_model(files)
+    net = SegNet(model, create_backend("onnxruntime", model), SegNetSettings(**settings))
+    return net.process(image, encoding)
+
+
+def publish_until(probe: Probe, publisher, msg, topic: str, count: int = 1, timeout: float = 30.0) -> None:
+    """Best-effort input: publish again until the node has answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        publisher.publish(msg)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            if len(probe.messages(topic)) >= count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"no {topic} within {timeout} s")
+
+
+def set_parameter(probe: Probe, service: str, name: str, value) -> tuple[bool, str]:
+    client = probe.node.create_client(SetParameters, service)
+    assert client.wait_for_service(timeout_sec=20)
+    parameter_value = ParameterValue()
+    if isinstance(value, bool):
+        parameter_value.type, parameter_value.bool_value = ParameterType.PARAMETER_BOOL, value
+    elif isinstance(value, int):
+        parameter_value.type, parameter_value.integer_value = ParameterType.PARAMETER_INTEGER, value
+    else:
+        parameter_value.type, parameter_value.string_value = ParameterType.PARAMETER_STRING, value
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value)]))
+    probe.wait_for(future.done, 20, "set_parameters reply")
+    result = future.result().results[0]
+    return result.successful, result.reason
+
+
+def test_every_output_keeps_the_header_and_agrees_with_the_core(start_node, probe, small_reference):
+    start_node()
+    for topic in ("class_mask", "color_mask", "overlay", "confidence"):
+        probe.subscribe(Image, topic)
+    probe.subscribe(UInt32MultiArray, "class_histogram")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    image = frame(1)
+    publish_until(probe, pub, array_to_image(header(), image, "bgr8"), "class_histogram")
+    probe.wait_for(lambda: all(probe.messages(t) for t in ("class_mask", "color_mask", "overlay", "confidence")))
+
+    expected = core_result(small_reference, image, "bgr8")
+    encodings = {"class_mask": "mono8", "color_mask": "rgb8", "overlay": "bgr8", "confidence": "mono8"}
+    for topic, encoding in encodings.items():
+        msg = probe.messages(topic)[0]
+        assert (msg.width, msg.height, msg.encoding) == (WIDTH, HEIGHT, encoding), topic
+        assert msg.header.frame_id == "camera_optical" and msg.header.stamp.sec == 42, topic
+        assert msg.header.stamp.nanosec == 250_000_000, topic
+    mask = as_array(probe.messages("class_mask")[0])
+    np.testing.assert_array_equal(mask, expected.class_mask())
+    np.testing.assert_array_equal(as_array(probe.messages("overlay")[0]), expected.overlay())
+    np.testing.assert_array_equal(as_array(probe.messages("color_mask")[0]), expected.color_mask())
+    np.testing.assert_array_equal(as_array(probe.messages("confidence")[0]), expected.confidence())
+    histogram = probe.messages("class_histogram")[0]
+    assert sum(histogram.data) == WIDTH * HEIGHT
+    assert list(histogram.data) == np.bincount(mask.ravel(), minlength=21).tolist()
+    assert histogram.layout.dim[0].label == "class" and histogram.layout.dim[0].size == 21
+
+
+def test_overlay_follows_rgb_input_and_other_encodings(start_node, probe, small_reference):
+    start_node()
+    probe.subscribe(Image, "overlay")
+    probe.subscribe(Image, "class_mask")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    rgb = frame(2)[:, :, ::-1].copy()
+    publish_until(probe, pub, array_to_image(header(), rgb, "rgb8"), "overlay")
+    assert probe.messages("overlay")[0].encoding == "rgb8"
+    # a padded mono8 image: step larger than the width
+    grey = frame(3)[:, :, 1]
+    padded = np.zeros((HEIGHT, WIDTH + 64), np.uint8)
+    padded[:, :WIDTH] = grey
+    msg = array_to_image(header(7.0), padded, "mono8")
+    msg.width = WIDTH
+    publish_until(probe, pub, msg, "class_mask", count=2)
+    expected = core_result(small_reference, grey, "mono8").class_mask()
+    np.testing.assert_array_equal(as_array(probe.messages("class_mask")[-1]), expected)
+
+
+def test_compressed_input(start_node, probe, small_reference):
+    start_node({"input_transport": "compressed"})
+    probe.subscribe(Image, "class_mask")
+    pub = probe.publisher(CompressedImage, "image/compressed")
+    probe.wait_matched(pub)
+    image = frame(4)
+    ok, png = cv2.imencode(".png", image)
+    msg = CompressedImage(header=header(), format="png")
+    msg.data = png.tobytes()
+    publish_until(probe, pub, msg, "class_mask")
+    result = probe.messages("class_mask")[0]
+    assert result.header.stamp.sec == 42
+    np.testing.assert_array_equal(as_array(result), core_result(small_reference, image, "bgr8").class_mask())
+
+
+def test_remapping_and_namespace(start_node, probe):
+    start_node(remaps={"image": "/front_camera/image_raw"}, namespace="/robot1")
+    probe.subscribe(Image, "/robot1/overlay")
+    probe.subscribe(String, "/robot1/class_labels", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    pub = probe.publisher(Image, "/front_camera/image_raw")
+    probe.wait_matched(pub)
+    publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "/robot1/overlay")
+    probe.wait_for(lambda: probe.messages("/robot1/class_labels"), what="class_labels")
+
+
+def test_class_labels_reach_late_joiners(start_node, probe):
+    start_node({"overlay_alpha": 99})
+    time.sleep(1.0)  # published long before this subscriber exists
+    probe.subscribe(String, "class_labels", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    probe.wait_for(lambda: probe.messages("class_labels"), what="transient-local class_labels")
+    labels = yaml.safe_load(probe.messages("class_labels")[0].data)
+    assert len(labels["classes"]) == 21
+    assert labels["classes"][1] == {"id": 1, "name": "class #1", "rgba": [128, 0, 0, 99]}
+
+
+def test_runtime_parameters(start_node, probe):
+    start_node()
+    probe.subscribe(Image, "class_mask")
+    probe.subscribe(String, "class_labels", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "class_mask")
+    assert (probe.messages("class_mask")[-1].width, probe.messages("class_mask")[-1].height) == (WIDTH, HEIGHT)
+
+    assert set_parameter(probe, "/segnet/set_parameters", "mask_size", "grid") == (True, "")
+    publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "class_mask", count=2)
+    grid_mask = probe.messages("class_mask")[-1]
+    assert (grid_mask.width, grid_mask.height) == (8, 4)
+
+    for name, value, reason in (("overlay_alpha", 300, ""), ("filter_mode", "cubic", "filter_mode must be one of"),
+                                ("mask_size", "half", "mask_size must be one of"),
+                                ("model", "other.onnx", "read-only"), ("overlay_alpha", "high", "")):
+        ok, text = set_parameter(probe, "/segnet/set_parameters", name, value)
+        assert not ok, (name, value)
+        assert reason.lower() in text.lower() and text, (name, text)
+
+    assert set_parameter(probe, "/segnet/set_parameters", "overlay_alpha", 40) == (True, "")
+    probe.wait_for(lambda: any("- 40" in m.data or ", 40]" in m.data for m in probe.messages("class_labels")),
+                   what="class_labels with the new alpha")
+
+    client = probe.node.create_client(GetParameters, "/segnet/get_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    future = client.call_async(GetParameters.Request(names=["class_names", "overlay_alpha"]))
+    probe.wait_for(future.done, 20, "get_parameters")
+    names, alpha = future.result().values
+    assert list(names.string_array_value)[:2] == ["class #0", "class #1"] and alpha.integer_value == 40
+
+
+def test_bad_frames_are_counted_and_survived(start_node, probe):
+    start_node()
+    probe.subscribe(Image, "class_mask")
+    probe.subscribe(DiagnosticArray, "/diagnostics")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    good = array_to_image(header(), frame(), "bgr8")
+    unsupported = array_to_image(header(), np.zeros((4, 4, 4), np.uint8), "32FC1")
+    truncated = array_to_image(header(), frame(), "bgr8")
+    truncated.data = truncated.data[: len(truncated.data) // 2]
+    empty = Image(header=header(), encoding="rgb8", width=0, height=0, step=0)
+    odd_yuv = array_to_image(header(), np.zeros((4, 5, 2), np.uint8), "yuv422")
+    for bad in (unsupported, truncated, empty, odd_yuv):
+        pub.publish(bad)
+        time.sleep(0.3)  # one at a time: the newest-frame slot would otherwise drop some
+    publish_until(probe, pub, good, "class_mask")
+    probe.wait_for(lambda: probe.messages("/diagnostics") and diagnostics_values(probe)["frames_bad"] == "4",
+                   what="diagnostics counting 4 bad frames")
+
+
+def test_no_subscribers_means_no_inference(start_node, probe):
+    start_node()
+    probe.subscribe(DiagnosticArray, "/diagnostics")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    for index in range(10):
+        pub.publish(array_to_image(header(index), frame(), "bgr8"))
+        time.sleep(0.1)
+    probe.wait_for(lambda: probe.messages("/diagnostics")
+                   and int(diagnostics_values(probe)["frames_skipped_no_subscribers"]) >= 5, what="skips")
+    values = diagnostics_values(probe)
+    assert values["frames_processed"] == "0" and values["inference_ms"] == "0.0"
+
+
+def test_camera_info_is_scaled_to_the_mask(start_node, probe):
+    start_node({"use_camera_info": True, "mask_size": "grid"})
+    probe.subscribe(CameraInfo, "camera_info_mask")
+    info_pub = probe.publisher(CameraInfo, "camera_info")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    probe.wait_matched(info_pub)
+    info = CameraInfo(header=header(), width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
+    info.k = [200.0, 0.0, 159.5, 0.0, 200.0, 119.5, 0.0, 0.0, 1.0]
+    info.p = [200.0, 0.0, 159.5, -20.0, 0.0, 200.0, 119.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.d = [0.1, 0.0, 0.0, 0.0, 0.0]
+    deadline = time.monotonic() + 30
+    while not probe.messages("camera_info_mask") and time.monotonic() < deadline:
+        info_pub.publish(info)
+        pub.publish(array_to_image(header(), frame(), "bgr8"))
+        time.sleep(0.3)
+    scaled = probe.messages("camera_info_mask")[0]
+    assert (scaled.width, scaled.height) == (8, 4) and scaled.header.stamp.sec == 42
+    sx, sy = 8 / WIDTH, 4 / HEIGHT
+    np.testing.assert_allclose(scaled.k, [200 * sx, 0, 160 * sx - 0.5, 0, 200 * sy, 120 * sy - 0.5, 0, 0, 1])
+    assert scaled.p[3] == pytest.approx(-20 * sx) and list(scaled.d) == [0.1, 0, 0, 0, 0]
+
+
+def test_overload_drops_frames_instead_of_queueing(start_node, probe, tmp_path):
+    from segnet_ros.core.refnet import write_reference_model
+
+    heavy = write_reference_model(tmp_path / "ref512", 512, 256, 21)  # ~60-90 ms per frame here
+    start_node({"model": str(heavy.onnx)})
+    probe.subscribe(Image, "overlay")
+    probe.subscribe(DiagnosticArray, "/diagnostics")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    image = frame(5)
+    publish_until(probe, pub, array_to_image(header(time.time()), image, "bgr8"), "overlay")
+    start = time.time()
+    sent = 0
+    while time.time() - start < 6.0:  # 40 Hz
+        pub.publish(array_to_image(header(time.time()), image, "bgr8"))
+        sent += 1
+        time.sleep(0.025)
+    time.sleep(1.0)
+    def stamp(msg) -> float:
+        return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+    received = [m for m in probe.messages("overlay") if stamp(m) >= start]
+    arrivals = probe.arrival["overlay"][-len(received):]
+    latencies = [a - stamp(m) for a, m in zip(arrivals, received, strict=True)]
+    processed_hz = len(received) / 6.0
+    assert sent / 6.0 >= 3 * processed_hz, f"not overloaded: {sent} sent, {len(received)} processed"
+    assert max(latencies) < 1.0, f"latency grew to {max(latencies):.2f} s: frames were queued"
+    late = latencies[len(latencies) // 2:]
+    assert np.mean(late) < 0.6, f"latency {np.mean(late):.2f} s in the second half"
+    probe.wait_for(lambda: int(diagnostics_values(probe)["frames_dropped"]) > 0, what="drops in diagnostics")
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"model": "/nonexistent/fcn_resnet18.onnx"}, "model file not found"),
+    ({"mask_size": "half"}, "mask_size must be one of"),
+    ({"overlay_alpha": 999}, "overlay_alpha"),
+])
+def test_startup_failure_is_one_error_line(tmp_path, small_reference, params, message):
+    merged = {"model": str(small_reference.onnx), "backend": "onnxruntime", **params}
+    node = NodeProcess(tmp_path / "fail.log", merged)
+    assert node.process.wait(timeout=60) == 1
+    node.stop()
+    lines = [line for line in node.log().splitlines() if line.strip()]
+    assert len(lines) == 1 and "[FATAL]" in lines[0] and message in lines[0], node.log()

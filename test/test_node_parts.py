@@ -1,0 +1,202 @@
+"""The node's ROS-free parts and its user-facing files, without starting a node."""
+
+from __future__ import annotations
+
+import ast
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sensor_msgs.msg import CameraInfo, CompressedImage
+from std_msgs.msg import Header
+
+from segnet_ros.core.errors import FrameError
+from segnet_ros.node.conversions import (
+    SUPPORTED_ENCODINGS,
+    array_to_image,
+    compressed_to_array,
+    image_to_array,
+    scale_camera_info,
+)
+from segnet_ros.node.params import BY_NAME, DYNAMIC, PARAMS, check
+from segnet_ros.node.pipeline import LatestSlot, PipelineStats
+from segnet_ros.node.segnet_node import INPUT_TOPICS, OUTPUTS
+
+ROOT = Path(__file__).resolve().parents[1]
+RGB = np.array([[[200, 30, 60]]], np.uint8)  # one flat colour
+
+
+def flat(height=8, width=8):
+    return np.broadcast_to(RGB, (height, width, 3)).copy()
+
+
+def test_raw_encodings_round_trip_as_views():
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    for encoding, pixels, core in (("rgb8", rgb, "rgb8"), ("bgr8", rgb[:, :, ::-1], "bgr8"),
+                                   ("mono8", rgb[:, :, :1], "mono8"),
+                                   ("bgra8", np.dstack([rgb[:, :, ::-1], rgb[:, :, :1]]), "bgra8")):
+        frame, name = image_to_array(array_to_image(Header(), pixels, encoding))
+        assert name == core and np.array_equal(frame.reshape(pixels.shape), pixels)
+
+
+def test_step_padding_is_honoured_without_copy():
+    padded = np.zeros((4, 16), np.uint8)
+    padded[:, :9] = np.arange(9)
+    msg = array_to_image(Header(), padded, "rgb8")
+    msg.width, msg.step = 3, 16
+    frame, _ = image_to_array(msg)
+    assert frame.shape == (4, 3, 3) and frame[0].ravel().tolist() == list(range(9))
+    assert not frame.flags.owndata
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Bayer mosaic as the ROS encoding names it: the 2x2 tile read row by row."""
+    out = np.zeros(rgb.shape[:2], np.uint8)
+    index = {"r": 0, "g": 1, "b": 2}
+    for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        out[dy::2, dx::2] = rgb[dy::2, dx::2, index[pattern[k]]]
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_patterns_demosaic_to_the_right_colour(pattern):
+    msg = array_to_image(Header(), _mosaic(flat(8, 8), pattern), f"bayer_{pattern}8")
+    frame, encoding = image_to_array(msg)
+    assert encoding == "rgb8" and frame.shape == (8, 8, 3)
+    np.testing.assert_allclose(frame[2:-2, 2:-2].reshape(-1, 3).mean(axis=0), RGB[0, 0], atol=2)
+
+
+@pytest.mark.parametrize("encoding,order", [("yuv422", "uyvy"), ("yuv422_yuy2", "yuyv")])
+def test_yuv422_layouts(encoding, order):
+    y, u, v = 100, 90, 200  # a reddish colour in BT.601 YUV
+    pixels = np.zeros((4, 8, 2), np.uint8)
+    if order == "uyvy":
+        pixels[:, 0::2, 0], pixels[:, 1::2, 0], pixels[:, :, 1] = u, v, y
+    else:
+        pixels[:, :, 0], pixels[:, 0::2, 1], pixels[:, 1::2, 1] = y, u, v
+    frame, name = image_to_array(array_to_image(Header(), pixels, encoding))
+    assert name == "rgb8" and frame.shape == (4, 8, 3)
+    r, g, b = frame[0, 0].astype(int)
+    assert r > 150 and g < 100 and b < 100  # red dominates
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda m: setattr(m, "encoding", "16UC1"), "unsupported encoding '16UC1'"),
+    (lambda m: setattr(m, "data", m.data[:10]), "step x height needs"),
+    (lambda m: setattr(m, "step", 2), "step 2 is smaller"),
+    (lambda m: setattr(m, "width", 0), "zero size"),
+])
+def test_bad_messages(mutate, message):
+    msg = array_to_image(Header(), flat(), "rgb8")
+    mutate(msg)
+    with pytest.raises(FrameError, match=message):
+        image_to_array(msg)
+
+
+def test_compressed_decoding():
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", flat(16, 16))
+    msg = CompressedImage(format="jpeg")
+    msg.data = jpeg.tobytes()
+    frame, encoding = compressed_to_array(msg)
+    assert encoding == "bgr8" and frame.shape == (16, 16, 3)
+    for payload in (b"", b"\xff\xd8 not really a jpeg"):
+        msg.data = payload
+        with pytest.raises(FrameError):
+            compressed_to_array(msg)
+
+
+def test_camera_info_scaling_identity_and_half():
+    info = CameraInfo(width=640, height=480)
+    info.k = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
+    info.p = [500.0, 0.0, 319.5, 0.0, 0.0, 500.0, 239.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    same = scale_camera_info(info, Header(), 640, 480)
+    np.testing.assert_allclose(same.k, info.k)
+    half = scale_camera_info(info, Header(), 320, 240)
+    # the optical centre stays on the image centre under the pixel-centre convention
+    assert (half.k[0], half.k[2], half.k[5]) == (250.0, 159.5, 119.5) and half.width == 320
+
+
+def test_latest_slot_keeps_only_the_newest_and_counts_drops():
+    slot = LatestSlot()
+    for item in range(5):
+        slot.put(item)
+    assert slot.take(0) == 4 and slot.dropped == 4
+    assert slot.take(0.01) is None
+    got = []
+    thread = threading.Thread(target=lambda: got.append(slot.take(5)))
+    thread.start()
+    slot.put("late")
+    thread.join(5)
+    assert got == ["late"]
+    slot.close()
+    assert slot.take(5) is None
+
+
+def test_stats_rates_and_latency():
+    stats = PipelineStats(window_s=10)
+    for i in range(11):
+        stats.arrived(now=100 + i * 0.1)
+    for i in range(6):
+        stats.finished(received_at=100 + i * 0.2, inference_ms=50, now=100.05 + i * 0.2)
+    stats.rejected()
+    snap = stats.snapshot(dropped=5, now=101.1)
+    assert snap.input_hz == pytest.approx(10) and snap.processed_hz == pytest.approx(5)
+    assert snap.latency_ms == pytest.approx(50) and snap.bad == 1 and snap.dropped == 5
+    assert stats.snapshot(dropped=5, now=200).processed_hz == 0.0  # the window has moved on
+
+
+def test_parameter_checks():
+    assert check("mask_size", "grid") is None and "must be one of" in check("mask_size", "half")
+    assert "0..255" in check("overlay_alpha", 256) and check("overlay_alpha", 0) is None
+    assert set(DYNAMIC) == {"filter_mode", "overlay_alpha", "ignore_class", "mask_size"}
+    assert all(p.description for p in PARAMS)
+
+
+def _yaml_parameters(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+
+
+def test_segnet_yaml_lists_every_parameter_with_its_default():
+    values = _yaml_parameters(ROOT / "config" / "segnet.yaml")
+    assert values == {p.name: p.default for p in PARAMS}
+
+
+def test_every_parameter_file_names_real_parameters():
+    for path in (ROOT / "config").glob("*.yaml"):
+        unknown = set(_yaml_parameters(path)) - set(BY_NAME)
+        assert not unknown, f"{path.name} names parameters the node does not have: {unknown}"
+
+
+def _launch_constants() -> dict:
+    tree = ast.parse((ROOT / "launch" / "segnet.launch.py").read_text())
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.isupper()}
+
+
+def test_launch_file_names_real_topics_parameters_and_arguments():
+    constants = _launch_constants()
+    assert set(constants["TOPIC_ARGUMENTS"].values()) <= set(INPUT_TOPICS)
+    assert set(constants["PARAMETER_ARGUMENTS"]) <= set(BY_NAME)
+    arguments = {name for name, _, _ in constants["ARGUMENTS"]}
+    assert {"model", "image", "namespace", "params_file", "backend", "rviz"} <= arguments
+    assert set(constants["TOPIC_ARGUMENTS"]) <= arguments and set(constants["PARAMETER_ARGUMENTS"]) <= arguments
+    source = (ROOT / "launch" / "segnet.launch.py").read_text()
+    assert 'executable="segnet_node"' in source and "config/segnet.yaml" in source
+    assert "config/rviz/segnet.rviz" in source
+
+
+def test_rviz_config_shows_real_outputs():
+    config = yaml.safe_load((ROOT / "config" / "rviz" / "segnet.rviz").read_text())
+    topics = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]]
+    outputs = {t.rsplit("/", 1)[-1] for t in topics[1:]}
+    assert outputs == {"overlay", "color_mask"} and outputs <= set(OUTPUTS)
+
+
+def test_supported_encodings_are_the_documented_ones():
+    assert set(SUPPORTED_ENCODINGS) == {"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422", "yuv422_yuy2",
+                                        "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"}
