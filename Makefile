@@ -28,6 +28,7 @@ pytest: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/render_benchmark.py
+	$(BIN)/python benchmarks/node_benchmark.py
 
 clean:
 	rm -rf $(VENV) build install log demo_output .pytest_cache

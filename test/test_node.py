@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from rosutil import NodeProcess, Probe, ros_environment
+from segnet_ros.demo.harness import NodeProcess, Probe, private_ros_environment
 
-ros_environment()  # before rclpy is initialised anywhere in this process
+private_ros_environment()  # before rclpy is initialised anywhere in this process
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -309,7 +309,7 @@ def test_camera_info_is_scaled_to_the_mask(start_node, probe):
 def test_overload_drops_frames_instead_of_queueing(start_node, probe, tmp_path):
     from segnet_ros.core.refnet import write_reference_model
 
-    heavy = write_reference_model(tmp_path / "ref512", 512, 256, 21)  # ~60-90 ms per frame here
+    heavy = write_reference_model(tmp_path / "ref1024", 1024, 512, 21)  # ~250 ms per frame on 2 cores
     start_node({"model": str(heavy.onnx)})
     probe.subscribe(Image, "overlay")
     probe.subscribe(DiagnosticArray, "/diagnostics")

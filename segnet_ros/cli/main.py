@@ -6,8 +6,12 @@ import argparse
 import logging
 import sys
 
-from ..core.errors import SegnetError
-from . import segment
+from ..threads import reserve_cores_for_inference
+
+reserve_cores_for_inference()
+
+from ..core.errors import SegnetError  # noqa: E402
+from . import segment  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,7 +74,8 @@ def compressed_to_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
 def array_to_image(header, pixels: np.ndarray, encoding: str) -> Image:
     """An Image message holding a copy of ``pixels`` (H, W) or (H, W, C) uint8."""
     msg = Image()
-    msg.header = header
+    if header is not None:
+        msg.header = header
     msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
     msg.encoding = encoding
     msg.is_bigendian = 0

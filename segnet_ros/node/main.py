@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from ..threads import reserve_cores_for_inference
 
-from ..core.errors import SegnetError
+reserve_cores_for_inference()
+
+import rclpy  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+
+from ..core.errors import SegnetError  # noqa: E402
 
 _LEVELS = ((logging.ERROR, "error"), (logging.WARNING, "warning"), (logging.INFO, "info"), (logging.DEBUG, "debug"))
 

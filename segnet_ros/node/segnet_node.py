@@ -1,8 +1,10 @@
 """``segnet``: camera images in; class masks, colour masks, overlays, confidence, histograms out.
 
 A thin adapter over :class:`segnet_ros.core.SegNet`. The subscription callback only
-stores the newest frame; one worker thread segments it and renders just the
-outputs that have subscribers. A slow model therefore drops frames (counted in
+stores the newest frame. Two worker threads form a pipeline: one segments the
+newest frame, the other renders and publishes just the outputs that have
+subscribers, so frame N is published while frame N+1 is inferred. Each stage
+hands over through a newest-item slot: a slow model drops frames (counted in
 /diagnostics) instead of queueing them.
 """
 
@@ -48,7 +50,8 @@ class SegnetNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("segnet", **kwargs)
         self.stats = PipelineStats()
-        self.slot = LatestSlot()
+        self.slot = LatestSlot()  # camera -> inference
+        self._results = LatestSlot()  # inference -> rendering and publishing
         values = self._declare_parameters()
         self.net = self._open_model(values)
         self._mask_size = values["mask_size"]
@@ -66,8 +69,13 @@ class SegnetNode(Node):
         self._publish_labels()
 
         self._last_bad = 0
-        self._worker = threading.Thread(target=self._work, name="segnet-worker", daemon=True)
-        self._worker.start()
+        self._workers = [
+            threading.Thread(target=self._work, args=(self.slot, self._infer), name="segnet-infer", daemon=True),
+            threading.Thread(target=self._work, args=(self._results, self._publish), name="segnet-publish",
+                             daemon=True),
+        ]
+        for worker in self._workers:
+            worker.start()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # Subscribe last: the model is ready before the first frame can arrive.
@@ -158,14 +166,14 @@ class SegnetNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    # -- the worker ---------------------------------------------------------------------------
-    def _work(self) -> None:
+    # -- the pipeline -------------------------------------------------------------------------
+    def _work(self, slot: LatestSlot, stage) -> None:
         while rclpy.ok():
-            item = self.slot.take(timeout=0.5)
+            item = slot.take(timeout=0.5)
             if item is None:
                 continue
             try:
-                self._process(*item)
+                stage(*item)
             except FrameError as exc:
                 self.stats.rejected()
                 self.get_logger().warn(f"bad frame skipped: {exc}", throttle_duration_sec=_THROTTLE_S)
@@ -181,17 +189,17 @@ class SegnetNode(Node):
                                       and self._camera_info_pub.get_subscription_count() > 0)
         return wanted
 
-    def _process(self, msg, received_at: float) -> None:
+    def _infer(self, msg, received_at: float) -> None:
         wanted = self._wanted()
         if not any(wanted.values()):
             self.stats.idle()  # nobody listens: no inference at all
             return
         frame, encoding = self._decode(msg)
         segmentation = self.net.process(frame, encoding)
-        self._publish(msg.header, segmentation, wanted)
-        self.stats.finished(received_at, self.net.timings.inference)
+        self._results.put((msg.header, segmentation, wanted, received_at, self.net.timings.inference))
 
-    def _publish(self, header, seg: Segmentation, wanted: dict[str, bool]) -> None:
+    def _publish(self, header, seg: Segmentation, wanted: dict[str, bool], received_at: float,
+                 inference_ms: float) -> None:
         mask_size = seg.input_size if self._mask_size == "input" else seg.grid_size
         if wanted["class_mask"]:
             self._image_pubs["class_mask"].publish(array_to_image(header, seg.class_mask(mask_size), "mono8"))
@@ -210,10 +218,11 @@ class SegnetNode(Node):
             self._image_pubs["overlay"].publish(array_to_image(header, seg.overlay(), encoding))
         if wanted["camera_info_mask"]:
             self._camera_info_pub.publish(scale_camera_info(self._camera_info, header, *mask_size))
+        self.stats.finished(received_at, inference_ms)
 
     # -- diagnostics ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        snap = self.stats.snapshot(self.slot.dropped)
+        snap = self.stats.snapshot(self.slot.dropped + self._results.dropped)
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
                                   hardware_id=self.net.backend.describe())
         status.level = DiagnosticStatus.WARN if snap.bad > self._last_bad else DiagnosticStatus.OK
@@ -238,4 +247,5 @@ class SegnetNode(Node):
 
     def destroy_node(self) -> None:
         self.slot.close()
+        self._results.close()
         super().destroy_node()

@@ -1,6 +1,7 @@
-"""Real ROS 2 plumbing for tests: the node in a child process, a probe node in the test process.
+"""Real ROS 2 plumbing for the demo, the benchmarks and the tests: ``segnet_node`` in a child
+process, and a probe node in this process that publishes frames and collects outputs.
 
-Each test session gets its own DDS domain, limited to this machine, so parallel runs never meet.
+Runs use a private DDS domain limited to this machine, so a demo never meets a real robot's topics.
 """
 
 from __future__ import annotations
@@ -8,21 +9,20 @@ from __future__ import annotations
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def ros_environment() -> dict[str, str]:
-    """Chosen once per process, before rclpy.init: a private domain on loopback."""
-    if "SEGNET_TEST_DOMAIN" not in os.environ:
-        os.environ["SEGNET_TEST_DOMAIN"] = str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100))
+def private_ros_environment() -> dict[str, str]:
+    """Call before rclpy.init: one random DDS domain per process (children inherit it), loopback only."""
+    if "SEGNET_PRIVATE_DOMAIN" not in os.environ:
+        os.environ["SEGNET_PRIVATE_DOMAIN"] = str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100))
     env = {
-        "ROS_DOMAIN_ID": os.environ["SEGNET_TEST_DOMAIN"],
+        "ROS_DOMAIN_ID": os.environ["SEGNET_PRIVATE_DOMAIN"],
         "ROS_LOCALHOST_ONLY": "1",
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "PYTHONUNBUFFERED": "1",
@@ -32,11 +32,13 @@ def ros_environment() -> dict[str, str]:
 
 
 class NodeProcess:
-    """``segnet_node`` running as users run it, with parameters and remappings."""
+    """A ROS node in a child process (``segnet_node`` unless ``module`` names another), with
+    parameters and remappings given as on a ``ros2 run`` command line."""
 
     def __init__(self, log_path: Path, params: dict, remaps: dict | None = None, namespace: str = "",
-                 script: str = "segnet_ros.node.main") -> None:
-        args = [sys.executable, "-m", script, "--ros-args"]
+                 module: str = "segnet_ros.node.main", ready_text: str = "segmenting ",
+                 arguments: tuple[str, ...] = ()) -> None:
+        args = [sys.executable, "-m", module, *arguments, "--ros-args"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]
@@ -45,9 +47,10 @@ class NodeProcess:
         if namespace:
             args += ["-r", f"__ns:={namespace}"]
         self.log_path = log_path
+        self.ready_text = ready_text
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                        env={**os.environ, **ros_environment()})
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **private_ros_environment()})
 
     def log(self) -> str:
         if not self._log.closed:
@@ -57,12 +60,12 @@ class NodeProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "segmenting " in self.log():
+            if self.ready_text in self.log():
                 return
             if self.process.poll() is not None:
-                raise AssertionError(f"segnet_node exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.log_path.stem} exited with {self.process.returncode}:\n{self.log()}")
             time.sleep(0.1)
-        raise AssertionError(f"segnet_node not ready after {timeout} s:\n{self.log()}")
+        raise RuntimeError(f"{self.log_path.stem} not ready after {timeout} s:\n{self.log()}")
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -97,7 +100,8 @@ class Probe:
         while self._running:
             self.executor.spin_once(timeout_sec=0.05)
 
-    def subscribe(self, msg_type, topic: str, qos=None) -> None:
+    def subscribe(self, msg_type, topic: str, qos=None, raw: bool = False) -> None:
+        """Collect ``topic``; ``raw`` keeps the serialized bytes (cheap for big images)."""
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         qos = qos or QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -109,7 +113,7 @@ class Probe:
                 self.received[topic].append(msg)
                 self.arrival[topic].append(time.time())
 
-        self.node.create_subscription(msg_type, topic, keep, qos)
+        self.node.create_subscription(msg_type, topic, keep, qos, raw=raw)
 
     def publisher(self, msg_type, topic: str, qos=None):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -127,7 +131,7 @@ class Probe:
             if predicate():
                 return
             time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
     def wait_matched(self, publisher, count: int = 1, timeout: float = 20.0) -> None:
         self.wait_for(lambda: publisher.get_subscription_count() >= count, timeout, "subscription match")
@@ -137,3 +141,13 @@ class Probe:
         self._thread.join(timeout=5)
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+def stamp_of(message) -> float:
+    """Header stamp in seconds, of a message or of its serialized (CDR) bytes: after the 4-byte
+    encapsulation header a Header starts with stamp.sec (int32) and stamp.nanosec (uint32)."""
+    if isinstance(message, bytes | bytearray):
+        sec, nanosec = struct.unpack_from("<iI" if message[1] == 1 else ">iI", message, 4)
+    else:
+        sec, nanosec = message.header.stamp.sec, message.header.stamp.nanosec
+    return sec + nanosec * 1e-9
