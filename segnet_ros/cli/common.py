@@ -10,6 +10,7 @@ from ..backends import BACKENDS, BackendOptions, create_backend
 from ..backends.base import DEVICES
 from ..core.model import Model, ModelFiles, load_model
 from ..zoo import resolve_network
+from ..zoo.locations import MODELS_ENV
 
 DEFAULT_NETWORK = "fcn-resnet18-voc"
 
@@ -17,8 +18,11 @@ DEFAULT_NETWORK = "fcn-resnet18-voc"
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--network", default=DEFAULT_NETWORK,
-                       help=f"model name (default {DEFAULT_NETWORK}; 'reference' is the untrained built-in)")
+                       help=f"model name (default {DEFAULT_NETWORK}; 'segnet-ros models list' shows them all; "
+                            "'reference' is the untrained built-in)")
     group.add_argument("--model", help="path to an FCN-ResNet18 ONNX file (overrides --network)")
+    group.add_argument("--model-dir", "--model_dir", dest="model_dir",
+                       help=f"folder of installed models (default ${MODELS_ENV}, else the user cache)")
     group.add_argument("--labels", help="classes.txt with one class name per line")
     group.add_argument("--colors", help="colors.txt with 'r g b [a]' per line")
     group.add_argument("--input_blob", "--input-blob", dest="input_blob", default="input_0",
@@ -33,7 +37,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_files(args: argparse.Namespace) -> ModelFiles:
     """The files named by --model/--network, with --labels/--colors/blob overrides applied."""
-    base = ModelFiles(onnx=Path(args.model).expanduser()) if args.model else resolve_network(args.network)
+    if args.model:
+        base = ModelFiles(onnx=Path(args.model).expanduser())
+    else:
+        base = resolve_network(args.network, model_dir=args.model_dir)
     return ModelFiles(
         onnx=base.onnx,
         labels=Path(args.labels).expanduser() if args.labels else base.labels,
