@@ -153,3 +153,22 @@ def test_download_errors_are_one_clear_line(tmp_path):
     assert _error_line(run_cli("models", "download")) == "segnet-ros: error: name the models to download, or pass --all"
     line = _error_line(run_cli("models", "install", str(tmp_path / "nothing.tar.gz")))
     assert line == f"segnet-ros: error: {tmp_path / 'nothing.tar.gz'}: archive not found"
+
+
+def test_download_progress_bar_rendering():
+    import io
+
+    from segnet_ros.cli.progress import ByteProgress
+
+    stream = io.StringIO()
+    progress = ByteProgress(0, stream=stream, enabled=True, width=10)
+    progress(0, 4_000_000)
+    progress(1_000_000, 4_000_000)
+    progress(4_000_000, 4_000_000)
+    progress.close()
+    lines = stream.getvalue().split("\r")[1:]
+    assert lines[1].startswith("[##........] 1.0/4.0 MB  ") and " MB/s" in lines[1]
+    assert lines[2].startswith("[##########] 4.0/4.0 MB  ") and lines[2].endswith("MB/s\n")
+    unknown = ByteProgress(0, stream=io.StringIO(), enabled=True)
+    unknown(2_500_000, None)
+    assert unknown.line().startswith("2.5 MB  ")

@@ -109,22 +109,19 @@ def test_missing_file_is_not_retried(model_server, monkeypatch, zoo_dirs):
     assert len(model_server.requests) == 1
 
 
-def test_html_page_is_refused(model_server, monkeypatch, zoo_dirs):
+@pytest.mark.parametrize("body,content_type,message", [
+    (b"<html><body>Please sign in</body></html>", "text/html; charset=utf-8",
+     "answered with text/html, not a model archive"),
+    (b'{"error": "quota exceeded"}', "application/json", "answered with application/json, not a model archive"),
+    (b"<!DOCTYPE html><html>moved</html>", "application/octet-stream", "is not a gzip archive"),
+], ids=["html", "json", "html-as-binary"])
+def test_a_page_instead_of_an_archive_is_refused(model_server, monkeypatch, zoo_dirs, body, content_type, message):
     monkeypatch.setenv("SEGNET_ROS_MODEL_URL_BASE", model_server.url_base)
-    model_server.publish(b"<html><body>Please sign in</body></html>", MODEL.archive)
-    model_server.content_type = "text/html; charset=utf-8"
-    with pytest.raises(DownloadError, match="answered with text/html, not a model archive"):
+    model_server.publish(body, MODEL.archive)
+    model_server.content_type = content_type
+    with pytest.raises(DownloadError, match=message):
         download(MODEL, policy=FAST)
     assert len(model_server.requests) == 1 and not (zoo_dirs.models / MODEL.dir).exists()
-
-
-def test_wrong_content_behind_a_binary_content_type_is_refused(model_server, monkeypatch, zoo_dirs):
-    monkeypatch.setenv("SEGNET_ROS_MODEL_URL_BASE", model_server.url_base)
-    model_server.publish(b"<!DOCTYPE html><html>moved</html>", MODEL.archive)
-    model_server.content_type = "application/octet-stream"
-    with pytest.raises(DownloadError, match="is not a gzip archive"):
-        download(MODEL, policy=FAST)
-    assert not (zoo_dirs.models / MODEL.dir).exists()
 
 
 def test_truncated_gzip_is_refused_and_nothing_installed(published, model_server, zoo_dirs):
@@ -185,3 +182,11 @@ def test_a_real_fcn_resnet18_downloads_and_runs(tmp_path, model_server, monkeypa
     net = SegNet(model, create_backend("onnxruntime", model))
     mask = net.process(np.zeros((240, 320, 3), np.uint8), "bgr8").class_mask()
     assert mask.shape == (240, 320) and mask.max() < 21
+
+
+def test_a_leftover_folder_without_a_model_is_replaced(published, zoo_dirs, tmp_path):
+    (zoo_dirs.models / MODEL.dir).mkdir(parents=True)
+    (zoo_dirs.models / MODEL.dir / "classes.txt").write_text("stale\n")
+    assert resolve_network(MODEL.name, auto_download=True).onnx.is_file()
+    _assert_installed(zoo_dirs, tmp_path)
+    assert "stale" not in (zoo_dirs.models / MODEL.dir / "classes.txt").read_text()

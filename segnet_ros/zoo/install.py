@@ -115,9 +115,9 @@ def _stage(archive: Path, root: Path, model: ZooModel | None, limits: Limits) ->
 def _commit(folder: Path, root: Path, model: ZooModel, replace: bool) -> Installed:
     """Rename ``folder`` into place; the caller holds the model's lock."""
     target = root / model.dir
-    if target.exists():
-        if not replace:
-            return Installed(model, target, OURS)
+    if (target / ONNX).is_file() and not replace:
+        return Installed(model, target, OURS)
+    if os.path.lexists(target):  # replaced on request, or a leftover that holds no model
         old = Path(tempfile.mkdtemp(prefix=".removing-", dir=root))
         os.rename(target, old / model.dir)
         os.rename(folder, target)
