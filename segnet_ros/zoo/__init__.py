@@ -1,7 +1,9 @@
 """Model names to model files.
 
-For now this knows the built-in reference network (``reference`` or
-``reference-WxH``), generated on first use into the user cache.
+Knows every FCN-ResNet18 model jetson-inference publishes (``registry``), where
+installed copies live (``locations``), how to fetch and install them
+(``download``, ``archive``, ``install``), and the built-in reference network
+(``reference`` or ``reference-WxH``), generated on first use into the user cache.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from ..core.errors import ModelError
 from ..core.model import ModelFiles
 from ..core.refnet import write_reference_model
 from ..paths import cache_dir
+from .install import download, install_command
+from .locations import find
+from .registry import MODELS, ZooModel, lookup
+
+__all__ = ["MODELS", "ZooModel", "lookup", "reference_files", "resolve_network"]
 
 REFERENCE_NAME = re.compile(r"^reference(?:-(\d+)x(\d+))?$")
 REFERENCE_DEFAULT = (512, 256)
@@ -34,14 +41,22 @@ def reference_files(width: int = REFERENCE_DEFAULT[0], height: int = REFERENCE_D
 
 
 def resolve_network(name: str, model_dir: str | Path | None = None, auto_download: bool = False) -> ModelFiles:
-    """The files of the network called ``name`` (``model_dir`` and ``auto_download`` serve named
-    zoo models, which this version does not know yet)."""
+    """The files of the network called ``name``: the reference network or an installed zoo model.
+
+    ``model_dir`` is the user's model folder (default ``$SEGNET_ROS_MODELS``, else the user cache).
+    A zoo model that is not installed is downloaded when ``auto_download`` is true; otherwise
+    the error says which command installs it.
+    """
     match = REFERENCE_NAME.match(name.strip().lower())
-    if match is None:
-        raise ModelError(
-            f"unknown network '{name}': this version knows only the untrained reference network "
-            "('reference' or 'reference-WxH'); pass --model PATH to run your own ONNX file"
-        )
-    if match.group(1):
-        return reference_files(int(match.group(1)), int(match.group(2)))
-    return reference_files()
+    if match is not None:
+        if match.group(1):
+            return reference_files(int(match.group(1)), int(match.group(2)))
+        return reference_files()
+    model = lookup(name)
+    found = find(model, model_dir)
+    if found is None:
+        if not auto_download:
+            raise ModelError(f"model {model.name} is not installed; install it with: "
+                             f"{install_command(model, model_dir)}")
+        found = download(model, model_dir)
+    return ModelFiles.in_folder(found.folder, name=model.name)
