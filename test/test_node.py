@@ -340,6 +340,8 @@ def test_overload_drops_frames_instead_of_queueing(start_node, probe, tmp_path):
 
 @pytest.mark.parametrize("params,message", [
     ({"model": "/nonexistent/fcn_resnet18.onnx"}, "model file not found"),
+    ({"model": "fcn-resnet18-deepscene"}, "install it with: segnet-ros models download fcn-resnet18-deepscene"),
+    ({"model": "fcn-resnet18-citiscapes"}, "fcn-resnet18-cityscapes"),
     ({"mask_size": "half"}, "mask_size must be one of"),
     ({"overlay_alpha": 999}, "overlay_alpha"),
 ])
@@ -350,3 +352,26 @@ def test_startup_failure_is_one_error_line(tmp_path, small_reference, params, me
     node.stop()
     lines = [line for line in node.log().splitlines() if line.strip()]
     assert len(lines) == 1 and "[FATAL]" in lines[0] and message in lines[0], node.log()
+
+
+def test_auto_download_installs_a_missing_model_at_start_up(tmp_path, probe, model_server, zoo_dirs, monkeypatch):
+    from segnet_ros.zoo.registry import lookup
+
+    from zoo_helpers import make_archive, zoo_folder
+
+    deepscene = lookup("fcn-resnet18-deepscene")
+    archive = make_archive(tmp_path / "archive.tar.gz", zoo_folder(tmp_path / "src", deepscene))
+    model_server.publish(archive, f"{deepscene.dir}.tar.gz")
+    monkeypatch.setenv("SEGNET_ROS_MODEL_URL_BASE", model_server.url_base)
+    node = NodeProcess(tmp_path / "download.log", {"model": "fcn-resnet18-deepscene", "auto_download": True,
+                                                   "backend": "onnxruntime"})
+    try:
+        node.wait_ready()
+        assert "fcn-resnet18-deepscene-576x320 (576x320, 5 classes)" in node.log()
+        assert (zoo_dirs.models / deepscene.dir / "fcn_resnet18.onnx").is_file()
+        probe.subscribe(Image, "class_mask")
+        pub = probe.publisher(Image, "image")
+        probe.wait_matched(pub)
+        publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "class_mask")
+    finally:
+        node.stop()
