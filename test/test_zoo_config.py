@@ -15,7 +15,8 @@ FAMILIES = sorted({m.family for m in MODELS})
 
 
 def test_one_file_per_family():
-    assert sorted(p.stem for p in (ROOT / "config").glob("*.yaml")) == FAMILIES
+    """Beside segnet.yaml (every parameter with its default), one file per dataset family."""
+    assert sorted(p.stem for p in (ROOT / "config").glob("*.yaml") if p.stem != "segnet") == FAMILIES
 
 
 @pytest.mark.parametrize("family", FAMILIES)
