@@ -19,7 +19,7 @@ import numpy as np
 from segnet_ros.backends import BackendOptions, create_backend
 from segnet_ros.core.model import load_model
 from segnet_ros.core.preprocess import Preprocessor
-from segnet_ros.demo.harness import NodeProcess, Probe, private_ros_environment, stamp_of
+from segnet_ros.demo.harness import Session, stamp_of
 from segnet_ros.demo.scenes import street_frame
 from segnet_ros.selection import select_model
 
@@ -49,30 +49,22 @@ def main() -> None:
     args = parser.parse_args()
 
     bare_ms, described = bare_backend_ms(args.model, args.device, args.threads, repeat=30)
-    private_ros_environment()
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from std_msgs.msg import UInt32MultiArray
 
     logs = Path(tempfile.mkdtemp(prefix="segnet_node_benchmark_"))
-    node = NodeProcess(logs / "segnet_node.log", {
-        "model": args.model, "backend": "onnxruntime", "device": args.device, "threads": args.threads,
-        "input_reliability": "reliable",  # see README: best effort needs a larger rmem_max for 2.7 MB frames
-    }, remaps={"image": "/bench/image_raw"})
-    rclpy.init()
-    probe = Probe("benchmark_probe")
-    camera = None
-    try:
-        node.wait_ready(timeout=120)
+    params = {"model": args.model, "backend": "onnxruntime", "device": args.device, "threads": args.threads,
+              "input_reliability": "reliable"}  # see README: best effort needs a larger rmem_max for 2.7 MB frames
+    with Session(logs, params, remaps={"image": "/bench/image_raw"}, probe_name="benchmark_probe") as session:
+        probe = session.probe
         for topic in OUTPUTS:
             probe.subscribe(Image, topic, raw=True)  # no deserialization: the probe must stay light
         probe.subscribe(UInt32MultiArray, "class_histogram")
         probe.subscribe(DiagnosticArray, "/diagnostics")
         time.sleep(2.0)  # discovery
-        camera = NodeProcess(logs / "camera.log", {}, module="segnet_ros.demo.camera", ready_text="camera: ",
-                             arguments=(f"--rate={args.rate}", f"--frames={int(args.rate * (args.seconds + 3))}",
-                                        "--topic=/bench/image_raw"))
+        camera = session.camera(f"--rate={args.rate}", f"--frames={int(args.rate * (args.seconds + 3))}",
+                                "--topic=/bench/image_raw")
         camera.wait_ready(timeout=60)
         time.sleep(3.0)  # warm-up, not measured
         start_count = len(probe.messages("class_mask"))
@@ -80,12 +72,6 @@ def main() -> None:
         time.sleep(args.seconds)
         window = probe.messages("class_mask")[start_count:]
         elapsed = time.monotonic() - start
-    finally:
-        if camera is not None:
-            camera.stop()
-        probe.close()
-        node.stop()
-        rclpy.try_shutdown()
 
     received = {topic: {stamp_of(m) for m in probe.messages(topic)} for topic in OUTPUTS}
     complete = {stamp_of(m) for m in window}.intersection(*received.values())

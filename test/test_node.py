@@ -27,6 +27,7 @@ from segnet_ros.core.segnet import SegNet, SegNetSettings  # noqa: E402
 from segnet_ros.node.conversions import array_to_image  # noqa: E402
 
 WIDTH, HEIGHT = 320, 240
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -196,8 +197,7 @@ def test_compressed_input(start_node, probe, small_reference):
 def test_remapping_and_namespace(start_node, probe):
     start_node(remaps={"image": "/front_camera/image_raw"}, namespace="/robot1")
     probe.subscribe(Image, "/robot1/overlay")
-    probe.subscribe(String, "/robot1/class_labels", QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    probe.subscribe(String, "/robot1/class_labels", LATCHED)
     pub = probe.publisher(Image, "/front_camera/image_raw")
     probe.wait_matched(pub)
     publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "/robot1/overlay")
@@ -207,8 +207,7 @@ def test_remapping_and_namespace(start_node, probe):
 def test_class_labels_reach_late_joiners(start_node, probe):
     start_node({"overlay_alpha": 99})
     time.sleep(1.0)  # published long before this subscriber exists
-    probe.subscribe(String, "class_labels", QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    probe.subscribe(String, "class_labels", LATCHED)
     probe.wait_for(lambda: probe.messages("class_labels"), what="transient-local class_labels")
     labels = yaml.safe_load(probe.messages("class_labels")[0].data)
     assert len(labels["classes"]) == 21
@@ -218,8 +217,7 @@ def test_class_labels_reach_late_joiners(start_node, probe):
 def test_runtime_parameters(start_node, probe):
     start_node()
     probe.subscribe(Image, "class_mask")
-    probe.subscribe(String, "class_labels", QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    probe.subscribe(String, "class_labels", LATCHED)
     pub = probe.publisher(Image, "image")
     probe.wait_matched(pub)
     publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "class_mask")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.errors import ModelError
 from ..zoo import resolve_network
-from .harness import NodeProcess, Probe, private_ros_environment
+from .harness import NodeProcess, Probe, Session, stamp_of
 
 # Pretrained models the demo prefers when one is installed, best first.
 PREFERRED = ("fcn-resnet18-cityscapes", "fcn-resnet18-deepscene", "fcn-resnet18-voc", "fcn-resnet18-mhp",
@@ -41,10 +41,6 @@ def pick_model(requested: str | None) -> str:
     return REFERENCE
 
 
-def stamp_seconds(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="segnet_ros.demo", description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", help="image folder, glob or video (default: generated frames)")
@@ -57,41 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     model = pick_model(args.model)
 
-    private_ros_environment()
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
     # Reliable input: best-effort DDS loses 2.7 MB frames unless net.core.rmem_max is raised (see README).
-    node = NodeProcess(output / "segnet_node.log", {"model": model, "backend": "onnxruntime", "device": "cpu",
-                                                     "input_reliability": "reliable"},
-                       remaps={"image": "/demo/camera/image_raw"}, namespace="/demo")
-    camera = None
-    rclpy.init()
-    probe = Probe("demo_viewer")
-    try:
-        node.wait_ready(timeout=120)
+    params = {"model": model, "backend": "onnxruntime", "device": "cpu", "input_reliability": "reliable"}
+    with Session(output, params, remaps={"image": "/demo/camera/image_raw"}, namespace="/demo",
+                 probe_name="demo_viewer") as session:
         for topic in ("/demo/overlay", "/demo/color_mask"):
-            probe.subscribe(Image, topic)
-        probe.subscribe(DiagnosticArray, "/diagnostics")
-        camera_args = ([args.input] if args.input else []) + [
-            f"--frames={args.frames}", f"--rate={args.rate}", "--topic=/demo/camera/image_raw"]
-        camera = NodeProcess(output / "camera.log", {}, module="segnet_ros.demo.camera", ready_text="camera: ",
-                             arguments=tuple(camera_args))
+            session.probe.subscribe(Image, topic)
+        session.probe.subscribe(DiagnosticArray, "/diagnostics")
+        camera = session.camera(*([args.input] if args.input else []), f"--frames={args.frames}",
+                                f"--rate={args.rate}", "--topic=/demo/camera/image_raw")
         started = time.monotonic()
         while camera.process.poll() is None and time.monotonic() - started < args.frames / args.rate + 60:
             time.sleep(0.2)
         time.sleep(1.0)  # the last frames in flight
-        return _report(probe, output, node, stamp_seconds)
-    finally:
-        if camera is not None:
-            camera.stop()
-        probe.close()
-        node.stop()
-        rclpy.try_shutdown()
+        return _report(session.probe, output, session.node)
 
 
-def _report(probe: Probe, output: Path, node: NodeProcess, stamp) -> int:
+def _report(probe: Probe, output: Path, node: NodeProcess) -> int:
     overlays = probe.messages("/demo/overlay")
     masks = probe.messages("/demo/color_mask")
     if not overlays:
@@ -103,7 +84,7 @@ def _report(probe: Probe, output: Path, node: NodeProcess, stamp) -> int:
     for index, msg in enumerate(masks[::step][:SAVED]):
         _save(output / f"color_mask_{index}.png", msg)
     arrivals = probe.arrival["/demo/overlay"]
-    latencies = [1e3 * (a - stamp(m)) for a, m in zip(arrivals, overlays, strict=True)]
+    latencies = [1e3 * (a - stamp_of(m)) for a, m in zip(arrivals, overlays, strict=True)]
     span = arrivals[-1] - arrivals[0]
     rate = (len(arrivals) - 1) / span if span > 0 else 0.0
     diagnostics = probe.messages("/diagnostics")

@@ -151,3 +151,48 @@ def stamp_of(message) -> float:
     else:
         sec, nanosec = message.header.stamp.sec, message.header.stamp.nanosec
     return sec + nanosec * 1e-9
+
+
+class Session:
+    """segnet_node, a probe in this process and any stand-in cameras, all stopped on exit::
+
+        with Session(log_dir, {"model": "reference"}) as session:
+            session.probe.subscribe(Image, "overlay")
+            session.camera("--rate=10", "--frames=50")
+    """
+
+    def __init__(self, log_dir: Path, params: dict, remaps: dict | None = None, namespace: str = "",
+                 probe_name: str = "probe") -> None:
+        self.log_dir, self.params, self.remaps, self.namespace = log_dir, params, remaps, namespace
+        self.probe_name = probe_name
+        self._processes: list[NodeProcess] = []
+
+    def __enter__(self) -> Session:
+        private_ros_environment()
+        import rclpy
+
+        self.node = NodeProcess(self.log_dir / "segnet_node.log", self.params, self.remaps, self.namespace)
+        self._processes.append(self.node)
+        rclpy.init()
+        self.probe = Probe(self.probe_name)
+        try:
+            self.node.wait_ready(timeout=120)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def camera(self, *arguments: str) -> NodeProcess:
+        """Start ``segnet_ros.demo.camera`` with ``arguments``; it is stopped with the session."""
+        camera = NodeProcess(self.log_dir / "camera.log", {}, module="segnet_ros.demo.camera",
+                             ready_text="camera: ", arguments=arguments)
+        self._processes.append(camera)
+        return camera
+
+    def __exit__(self, *exc) -> None:
+        import rclpy
+
+        for process in reversed(self._processes):
+            process.stop()
+        self.probe.close()
+        rclpy.try_shutdown()
