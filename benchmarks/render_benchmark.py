@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import time
 
-import cv2
-import numpy as np
+from segnet_ros.threads import reserve_cores_for_inference
 
-from segnet_ros.core.classes import ClassTable
-from segnet_ros.core.classify import classify
-from segnet_ros.core.frames import encoding
-from segnet_ros.core.preprocess import MEAN, STD, Preprocessor
-from segnet_ros.core.render import Renderer
+reserve_cores_for_inference()  # as in the node and the CLI: one thread each for OpenBLAS and OpenCV
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from segnet_ros.core.classes import ClassTable  # noqa: E402
+from segnet_ros.core.classify import classify  # noqa: E402
+from segnet_ros.core.frames import encoding  # noqa: E402
+from segnet_ros.core.preprocess import MEAN, STD, Preprocessor  # noqa: E402
+from segnet_ros.core.render import Renderer  # noqa: E402
 
 WIDTH, HEIGHT, NET_W, NET_H, GRID_W, GRID_H, CLASSES = 1280, 720, 512, 256, 16, 8, 21
 
