@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ..core.errors import SegnetError
-from . import segment
+from . import build_engine, segment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="segnet-ros", description="FCN-ResNet18 semantic segmentation (jetson-inference compatible).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     segment.add_parser(subparsers)
+    build_engine.add_parser(subparsers)
     return parser
 
 
