@@ -138,3 +138,32 @@ def test_two_processes_build_one_engine(oracle_dir, fake_trt, tmp_path):
     assert sorted(out.split(" ", 1)[0] for out in outputs) == ["built", "the"]  # one built, one verified
     waiter = next(err for err in stderrs if "waiting for it" in err)
     assert "another process built this TensorRT engine meanwhile" in waiter
+
+
+def test_tensorrt_arguments_map_onto_backend_options(tmp_path):
+    from segnet_ros.backends import BackendOptions
+    from segnet_ros.cli.common import backend_options
+    from segnet_ros.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["segment", "in.png", "--backend", "tensorrt", "--precision", "fp32", "--engine-cache",
+                              str(tmp_path / "e"), "--workspace-mb", "512", "--dla-core", "1", "--force-rebuild",
+                              "--device", "cuda", "--threads", "3"])
+    assert args.backend == "tensorrt"
+    assert backend_options(args) == BackendOptions(device="cuda", threads=3, precision="fp32",
+                                                   engine_cache_dir=str(tmp_path / "e"), workspace_mb=512,
+                                                   dla_core=1, force_rebuild=True)
+    defaults = backend_options(parser.parse_args(["build-engine"]))
+    assert defaults == BackendOptions()  # build-engine has no --backend/--device/--threads: the defaults
+    assert not hasattr(parser.parse_args(["build-engine"]), "backend")
+
+
+@pytest.mark.parametrize("argument", [["--workspace-mb", "0"], ["--dla-core", "-2"], ["--dla-core", "x"],
+                                      ["--precision", "int8"]])
+def test_bad_tensorrt_arguments_are_refused(argument, capsys):
+    from segnet_ros.cli.main import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["build-engine", *argument])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and argument[0] in error and ("expected" in error or "invalid choice" in error)

@@ -61,27 +61,20 @@ def test_real_modules_are_in_use():
     assert again is trt and not getattr(trt, "FAKE", False)
 
 
-def test_fp32_engine_matches_onnx_runtime(model, engines, inputs_and_expected):
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 0.05)])
+def test_engine_matches_onnx_runtime(model, engines, inputs_and_expected, precision, tolerance):
+    """Class grids agree except where ONNX Runtime's top two logits are within ``tolerance`` (relative)."""
     tensors, expected = inputs_and_expected
-    backend = create_backend("tensorrt", model, BackendOptions(precision="fp32", engine_cache_dir=str(engines)))
+    backend = create_backend("tensorrt", model, BackendOptions(precision=precision, engine_cache_dir=str(engines)))
     try:
+        assert backend.engine_info.precision == precision
         for tensor, reference in zip(tensors, expected, strict=True):
             got = backend.run(tensor)
             assert got.shape == model.output_shape and got.dtype == np.float32
             differ = got.argmax(1) != reference.argmax(1)
-            assert not (differ & ~close_top_two(reference, 1e-3)).any()
-            np.testing.assert_allclose(got, reference, rtol=1e-2, atol=1e-2)
-    finally:
-        backend.close()
-
-
-def test_fp16_engine_matches_where_the_top_two_are_apart(model, engines, inputs_and_expected):
-    tensors, expected = inputs_and_expected
-    backend = create_backend("tensorrt", model, BackendOptions(precision="fp16", engine_cache_dir=str(engines)))
-    try:
-        for tensor, reference in zip(tensors, expected, strict=True):
-            differ = backend.run(tensor).argmax(1) != reference.argmax(1)
-            assert not (differ & ~close_top_two(reference, 0.05)).any()
+            assert not (differ & ~close_top_two(reference, tolerance)).any()
+            if precision == "fp32":
+                np.testing.assert_allclose(got, reference, rtol=1e-2, atol=1e-2)
     finally:
         backend.close()
 

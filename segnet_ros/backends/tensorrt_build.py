@@ -146,7 +146,7 @@ def build_serialized(trt, logger, model: Model, settings: BuildSettings) -> byte
     if monitor is not None:
         config.progress_monitor = monitor
     target = "GPU" if settings.dla_core < 0 else f"DLA core {settings.dla_core} (GPU fallback)"
-    log.info("building the TensorRT %s engine for %s on the %s; this takes minutes on a Jetson",
+    log.info("building the TensorRT %s engine for %s on the %s; this can take minutes on a Jetson",
              settings.precision, model.name, target)
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)

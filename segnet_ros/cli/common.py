@@ -14,24 +14,19 @@ from ..zoo import resolve_network
 DEFAULT_NETWORK = "fcn-resnet18-voc"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum``, refused in words that say what is expected."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
 
-def _dla_core(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -2
-    if value < -1:
-        raise argparse.ArgumentTypeError(f"expected -1 (the GPU) or a DLA core index 0, 1, ..., got '{text}'")
-    return value
+    return parse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = True) -> None:
@@ -60,10 +55,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
     group.add_argument("--engine-cache", "--engine_cache", dest="engine_cache", metavar="DIR",
                        default=defaults.engine_cache_dir,
                        help="engine cache folder (default: the segnet_ros cache folder's engines/)")
-    group.add_argument("--workspace-mb", "--workspace_mb", dest="workspace_mb", type=_positive,
+    group.add_argument("--workspace-mb", "--workspace_mb", dest="workspace_mb",
+                       type=_int_at_least(1, "a positive number of MB"),
                        default=defaults.workspace_mb,
                        help=f"TensorRT builder workspace limit in MB (default {defaults.workspace_mb})")
-    group.add_argument("--dla-core", "--dla_core", dest="dla_core", type=_dla_core, default=defaults.dla_core,
+    group.add_argument("--dla-core", "--dla_core", dest="dla_core",
+                       type=_int_at_least(-1, "-1 (the GPU) or a DLA core index"), default=defaults.dla_core,
                        help="Jetson: DLA core to run on, with GPU fallback (default -1: the GPU)")
     group.add_argument("--force-rebuild", "--force_rebuild", dest="force_rebuild", action="store_true",
                        help="build the engine anew even if the cache holds one")
