@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,12 +14,17 @@ import pytest
 from oracle import palette_oracle
 
 ROOT = Path(__file__).resolve().parents[1]
+FAKES = ROOT / "test" / "fakes"
+FAKE_PACKAGES = ("tensorrt", "pycuda")
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets the session's own cache folder, never the user's."""
+    """Every test gets the session's own cache folder, never the user's, and no fake TensorRT
+    left over from a test that asked for one (fake_trt)."""
     monkeypatch.setenv("SEGNET_ROS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    leftovers = [n for n in ("tensorrt", "pycuda", "pycuda.driver") if getattr(sys.modules.get(n), "FAKE", False)]
+    assert not leftovers and str(FAKES) not in sys.path, f"fake modules leaked: {leftovers}"
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +75,79 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
         [sys.executable, "-m", "segnet_ros.cli.main", *args],
         capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT,
     )
+
+
+def _is_fake(module) -> bool:
+    return str(getattr(module, "__file__", None) or "").startswith(str(FAKES))
+
+
+def _forget_fake_modules() -> list[str]:
+    """Unload the fakes (never a real tensorrt or pycuda); the violations the fake driver had recorded."""
+    driver = sys.modules.get("pycuda.driver")
+    violations = list(getattr(driver, "VIOLATIONS", [])) if _is_fake(driver) else []
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in FAKE_PACKAGES and _is_fake(module):
+            del sys.modules[name]
+    return violations
+
+
+@dataclass
+class FakeTensorRT:
+    """Handle on the fake tensorrt + pycuda of one test (see test/fakes/README.md)."""
+
+    monkeypatch: pytest.MonkeyPatch
+    build_log: Path
+    engine_dir: Path
+    violations: list[str]
+
+    def configure(self, **settings: str) -> None:
+        """Set FAKE_* variables (``gpu_name="X"`` sets FAKE_GPU_NAME); the next import sees a fresh fake."""
+        for name, value in settings.items():
+            self.monkeypatch.setenv(f"FAKE_{name.upper()}", str(value))
+        gc.collect()
+        self.violations += _forget_fake_modules()
+
+    @property
+    def trt(self):
+        import tensorrt
+
+        assert getattr(tensorrt, "FAKE", False), tensorrt.__file__
+        return tensorrt
+
+    @property
+    def cuda(self):
+        import pycuda.driver
+
+        assert getattr(pycuda.driver, "FAKE", False), pycuda.driver.__file__
+        return pycuda.driver
+
+    def builds(self) -> int:
+        """Engine builds so far, in this process and its children."""
+        return len(self.build_log.read_text().splitlines()) if self.build_log.exists() else 0
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for a child process that must see the fakes."""
+        path = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": str(FAKES) + (os.pathsep + path if path else "")}
+
+
+@pytest.fixture
+def fake_trt(monkeypatch, tmp_path):
+    """The fake tensorrt and pycuda, importable for this test only, with a private engine cache.
+
+    Fails the test if the fakes recorded a contract violation they could not raise (destructors).
+    """
+    for name in list(os.environ):
+        if name.startswith("FAKE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FAKE_TRT_BUILD_LOG", str(tmp_path / "fake-builds.log"))
+    monkeypatch.setenv("SEGNET_ROS_CACHE", str(tmp_path / "cache"))
+    for name in list(sys.modules):  # a real tensorrt or pycuda, if loaded, is hidden for the test
+        if name.split(".")[0] in FAKE_PACKAGES:
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(FAKES))
+    fake = FakeTensorRT(monkeypatch, tmp_path / "fake-builds.log", tmp_path / "cache" / "engines", [])
+    yield fake
+    gc.collect()
+    violations = fake.violations + _forget_fake_modules()
+    assert not violations, f"the fakes recorded contract violations: {violations}"

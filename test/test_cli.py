@@ -163,7 +163,9 @@ def test_errors_are_one_clear_line(oracle_dir, scene, tmp_path, args, message):
     result = run_cli("segment", *args)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("segnet-ros: error: ") and message in lines[0], result.stderr
+    errors = [line for line in lines if line.startswith("segnet-ros: error: ")]
+    assert len(errors) == 1 and message in errors[0] and lines[-1] == errors[0], result.stderr
+    assert all(line.startswith("segnet-ros: ") for line in lines), result.stderr  # log lines, no traceback
 
 
 def test_invalid_arguments_are_refused(scene):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.errors import BackendError
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp16", "fp32")
 
@@ -34,6 +36,12 @@ class BackendOptions:
             raise ValueError(f"workspace_mb must be > 0, got {self.workspace_mb}")
         if self.dla_core < -1:
             raise ValueError(f"dla_core must be -1 (GPU) or a DLA core index, got {self.dla_core}")
+
+
+def check_input(tensor: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Every backend refuses the same wrong inputs with the same words."""
+    if tensor.shape != shape or tensor.dtype != np.float32:
+        raise BackendError(f"input tensor {tensor.shape} {tensor.dtype}; expected {shape} float32")
 
 
 class Backend(ABC):

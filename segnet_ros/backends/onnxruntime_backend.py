@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core.errors import BackendError
 from ..core.model import Model
-from .base import Backend, BackendOptions
+from .base import Backend, BackendOptions, check_input
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -61,9 +61,7 @@ class OnnxRuntimeBackend(Backend):
         self._output_shape = model.output_shape
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        if tensor.shape != self._input_shape or tensor.dtype != np.float32:
-            raise BackendError(
-                f"input tensor {tensor.shape} {tensor.dtype}; expected {self._input_shape} float32")
+        check_input(tensor, self._input_shape)
         (logits,) = self._session.run([self._output], {self._input: tensor})
         if logits.shape != self._output_shape:
             raise BackendError(f"model produced {logits.shape}; expected {self._output_shape}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..backends import BACKENDS, BackendOptions, create_backend
-from ..backends.base import DEVICES
+from ..backends.base import DEVICES, PRECISIONS
 from ..core.model import Model, ModelFiles, load_model
 from ..selection import select_model
 from ..zoo.locations import MODELS_ENV
@@ -14,7 +15,24 @@ from ..zoo.locations import MODELS_ENV
 DEFAULT_NETWORK = "fcn-resnet18-voc"
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum``, refused in words that say what is expected."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    return parse
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = True) -> None:
+    """Model arguments, then backend ones: ``backend_choice=False`` leaves out --backend/--device/--threads
+    (for commands that always use TensorRT)."""
     group = parser.add_argument_group("model")
     group.add_argument("--network", default=DEFAULT_NETWORK,
                        help=f"model name (default {DEFAULT_NETWORK}; 'segnet-ros models list' shows them all; "
@@ -28,10 +46,28 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="name of the input tensor (default input_0)")
     group.add_argument("--output_blob", "--output-blob", dest="output_blob", default="output_0",
                        help="name of the output tensor (default output_0)")
-    group = parser.add_argument_group("backend")
-    group.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default auto)")
-    group.add_argument("--device", choices=DEVICES, default="auto", help="device for ONNX Runtime (default auto)")
-    group.add_argument("--threads", type=int, default=0, help="CPU threads for ONNX Runtime (0: its default)")
+    if backend_choice:
+        group = parser.add_argument_group("backend")
+        group.add_argument("--backend", choices=BACKENDS, default="auto",
+                           help="inference backend (default auto: TensorRT, else ONNX Runtime)")
+        group.add_argument("--device", choices=DEVICES, default="auto", help="device for ONNX Runtime (default auto)")
+        group.add_argument("--threads", type=int, default=0, help="CPU threads for ONNX Runtime (0: its default)")
+    defaults = BackendOptions()
+    group = parser.add_argument_group("TensorRT")
+    group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                       help="engine precision (default auto: fp16 where the GPU is fast at it, else fp32)")
+    group.add_argument("--engine-cache", "--engine_cache", dest="engine_cache", metavar="DIR",
+                       default=defaults.engine_cache_dir,
+                       help="engine cache folder (default: the segnet_ros cache folder's engines/)")
+    group.add_argument("--workspace-mb", "--workspace_mb", dest="workspace_mb",
+                       type=_int_at_least(1, "a positive number of MB"),
+                       default=defaults.workspace_mb,
+                       help=f"TensorRT builder workspace limit in MB (default {defaults.workspace_mb})")
+    group.add_argument("--dla-core", "--dla_core", dest="dla_core",
+                       type=_int_at_least(-1, "-1 (the GPU) or a DLA core index"), default=defaults.dla_core,
+                       help="Jetson: DLA core to run on, with GPU fallback (default -1: the GPU)")
+    group.add_argument("--force-rebuild", "--force_rebuild", dest="force_rebuild", action="store_true",
+                       help="build the engine anew even if the cache holds one")
 
 
 def model_files(args: argparse.Namespace) -> ModelFiles:
@@ -47,5 +83,19 @@ def load_from_args(args: argparse.Namespace) -> Model:
     return model
 
 
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The BackendOptions the arguments describe (commands without --device/--threads get the defaults)."""
+    defaults = BackendOptions()
+    return BackendOptions(
+        device=getattr(args, "device", defaults.device),
+        threads=getattr(args, "threads", defaults.threads),
+        precision=args.precision,
+        engine_cache_dir=str(Path(args.engine_cache).expanduser()) if args.engine_cache else "",
+        workspace_mb=args.workspace_mb,
+        dla_core=args.dla_core,
+        force_rebuild=args.force_rebuild,
+    )
+
+
 def backend_from_args(args: argparse.Namespace, model: Model):
-    return create_backend(args.backend, model, BackendOptions(device=args.device, threads=args.threads))
+    return create_backend(args.backend, model, backend_options(args))

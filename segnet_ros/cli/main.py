@@ -11,7 +11,7 @@ from ..threads import reserve_cores_for_inference
 reserve_cores_for_inference()
 
 from ..core.errors import SegnetError  # noqa: E402
-from . import models, segment  # noqa: E402
+from . import build_engine, models, segment  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     segment.add_parser(subparsers)
     models.add_parser(subparsers)
+    build_engine.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,214 @@
+"""The TensorRT engine cache: plain files and locks, no TensorRT, so it is tested directly.
+
+A serialized engine is only valid for the exact ONNX bytes, TensorRT version, GPU and build
+settings it came from; loading any other one fails at best and computes garbage at worst. So an
+engine's file name carries a digest of all of them (:class:`EngineKey`), files are replaced
+atomically, processes building the same engine take turns on a lock file, and a file that does
+not load is rebuilt. The cache never stops a robot from starting: an unwritable folder only
+costs a build on every start, with a warning that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from ..core.errors import BackendError
+from ..paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+KEY_FORMAT = 1  # bump when the meaning of a key or the file layout changes: old files are then never read
+CHUNK = 1 << 20
+
+
+def default_engine_dir() -> Path:
+    """Where engines go unless told otherwise: ``<segnet_ros cache>/engines``."""
+    return cache_dir() / "engines"
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read in chunks (models can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything an engine depends on; a change in any field selects another file."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.7"
+    precision: str  # the resolved one: fp16 | fp32, never auto
+    dla_core: int  # -1: the GPU
+
+    def digest(self) -> str:
+        text = json.dumps({"key_format": KEY_FORMAT, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def file_name(self, label: str) -> str:
+        """Readable in a folder listing (model, precision, target), unique by the digest."""
+        target = "gpu" if self.dla_core < 0 else f"dla{self.dla_core}"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "model"
+        return f"{stem}-{self.precision}-{target}-{self.digest()[:24]}.engine"
+
+
+@dataclass
+class CachedEngine(Generic[T]):
+    """What :meth:`EngineCache.obtain` produced, and how."""
+
+    engine: T
+    path: Path | None  # the file that holds it; None when it lives in memory only
+    built: bool  # built by this call (False: loaded from the cache)
+    build_seconds: float = 0.0
+
+
+FileId = tuple[int, int, int]
+
+
+def _file_id(path: Path) -> FileId | None:
+    """Identity of the file now at ``path``: tells a file another process wrote from the one we saw."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and ``os.replace``: readers see the old file or the new."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            os.fchmod(stream.fileno(), 0o644)  # an engine built by one user may serve another
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+class EngineCache:
+    """Engines in ``directory``, one file per :class:`EngineKey`."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory).expanduser() if directory else default_engine_dir()
+
+    def path_for(self, key: EngineKey, label: str) -> Path:
+        return self.directory / key.file_name(label)
+
+    def obtain(self, key: EngineKey, label: str, build: Callable[[], bytes], load: Callable[[bytes], T | None],
+               force_rebuild: bool = False) -> CachedEngine[T]:
+        """The engine for ``key``: loaded from the cache, or built, stored and loaded.
+
+        ``build`` returns a serialized engine; ``load`` deserializes one and returns None when it
+        cannot (corrupt or foreign file). ``force_rebuild`` ignores the file present now, but not
+        one another process writes while this one waits for the lock: that one is fresh.
+        """
+        path = self.path_for(key, label)
+        seen = _file_id(path)
+        if seen is not None:
+            if force_rebuild:
+                log.info("force_rebuild: ignoring the cached TensorRT engine %s", path)
+            else:
+                engine = self._load(path, load)
+                if engine is not None:
+                    log.info("TensorRT engine loaded from the cache: %s", path)
+                    return CachedEngine(engine, path, built=False)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.warning("the engine cache %s is not writable (%s): building the TensorRT engine in memory; "
+                        "it will be built again on every start until the folder is writable or "
+                        "engine_cache_dir names a writable one", self.directory, _reason(exc))
+            return self._build(build, load, None, key, label)
+        try:
+            self._lock(lock_fd, path)
+            now = _file_id(path)
+            if now is not None and now != seen:
+                engine = self._load(path, load)
+                if engine is not None:
+                    log.info("another process built this TensorRT engine meanwhile; loaded %s", path)
+                    return CachedEngine(engine, path, built=False)
+            return self._build(build, load, path, key, label)
+        finally:
+            os.close(lock_fd)  # releases the lock
+
+    @staticmethod
+    def _lock(fd: int, path: Path) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            log.info("another process is building the TensorRT engine %s; waiting for it", path)
+        except OSError as exc:  # e.g. a network file system without locks: atomic writes still protect readers
+            log.warning("cannot lock %s (%s); building without the lock", path, _reason(exc))
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    @staticmethod
+    def _load(path: Path, load: Callable[[bytes], T | None]) -> T | None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("cannot read the cached TensorRT engine %s (%s); rebuilding it", path, _reason(exc))
+            return None
+        engine = load(data)
+        if engine is None:
+            log.warning("the cached TensorRT engine %s does not load (corrupt, truncated or not built by this "
+                        "TensorRT for this GPU); rebuilding it", path)
+        return engine
+
+    def _build(self, build: Callable[[], bytes], load: Callable[[bytes], T | None], path: Path | None,
+               key: EngineKey, label: str) -> CachedEngine[T]:
+        started = time.perf_counter()
+        data = build()
+        seconds = time.perf_counter() - started
+        if path is not None:
+            path = self._store(path, data, key, label, seconds)
+        engine = load(data)
+        if engine is None:
+            raise BackendError("TensorRT cannot load the engine it has just built (see its messages above)")
+        return CachedEngine(engine, path, built=True, build_seconds=seconds)
+
+    @staticmethod
+    def _store(path: Path, data: bytes, key: EngineKey, label: str, seconds: float) -> Path | None:
+        """Write the engine and a JSON note saying what it is; None (with a warning) when that fails."""
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            log.warning("cannot store the TensorRT engine in %s (%s); using it from memory, it will be "
+                        "built again on the next start", path, _reason(exc))
+            return None
+        note = {"model": label, **asdict(key), "key_format": KEY_FORMAT, "bytes": len(data),
+                "build_seconds": round(seconds, 3), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with contextlib.suppress(OSError):  # the note is for people; the engine is what matters
+            write_atomic(path.with_suffix(".json"), (json.dumps(note, indent=2) + "\n").encode())
+        return path
+

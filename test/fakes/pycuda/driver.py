@@ -1,0 +1,339 @@
+"""A fake ``pycuda.driver``: the part of the CUDA driver API the TensorRT backend uses, with its rules.
+
+- ``init()`` first; contexts are current per thread (a stack each), as in CUDA, and every call that
+  needs one raises ``LogicError`` without it, like pycuda's "invalid device context".
+- Device memory is bytes held here, addressed by fake pointers; it belongs to its context, and
+  a context released while memory is still allocated in it is a leak (recorded in VIOLATIONS).
+- Async copies must use page-locked host memory from ``pagelocked_empty``; they, and kernels the
+  fake TensorRT enqueues, run only when the stream is synchronized, so reading a result before
+  ``synchronize()`` reads stale data, as it may on a GPU.
+- ``STATS`` counts calls, so tests can prove that nothing is allocated per frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import weakref
+from collections import Counter
+
+import numpy as np
+
+FAKE = True
+STATS: Counter = Counter()
+VIOLATIONS: list[str] = []  # contract breaches found where raising is impossible (destructors, finalizers)
+
+
+class Error(Exception):
+    pass
+
+
+class LogicError(Error):
+    pass
+
+
+class RuntimeError(Error):  # pycuda.driver has one by this name
+    pass
+
+
+_state = threading.local()
+_lock = threading.RLock()
+_initialized = False
+_primary: dict[int, Context] = {}
+_memory: dict[int, _Block] = {}  # address -> block
+_pinned: dict[int, weakref.ref] = {}  # id(root array) -> weak reference to it
+_streams: dict[int, weakref.ref] = {}  # handle -> stream
+_addresses = itertools.count(0x7F00_0000_0000, 0x10_0000)
+_handles = itertools.count(0x5000)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _stack() -> list[Context]:
+    stack = getattr(_state, "stack", None)
+    if stack is None:
+        stack = _state.stack = []
+    return stack
+
+
+def _require_init(what: str) -> None:
+    if not _initialized:
+        raise LogicError(f"{what} failed: initialization error (cuInit has not been called)")
+
+
+def current(what: str) -> Context:
+    """The context current on this thread, or the LogicError pycuda raises without one."""
+    _require_init(what)
+    stack = _stack()
+    if not stack:
+        raise LogicError(f"{what} failed: invalid device context - no currently active context?")
+    context = stack[-1]
+    if not context.alive:
+        raise LogicError(f"{what} failed: the current context has been released")
+    return context
+
+
+def has_current() -> bool:
+    stack = getattr(_state, "stack", None)
+    return bool(stack) and stack[-1].alive
+
+
+def init(flags: int = 0) -> None:
+    global _initialized
+    message = os.environ.get("FAKE_CUDA_INIT_FAIL")
+    if message:
+        raise RuntimeError(f"cuInit failed: {message}")
+    _initialized = True
+
+
+class Device:
+    def __init__(self, ordinal: int) -> None:
+        _require_init("cuDeviceGet")
+        if not 0 <= ordinal < Device.count():
+            raise LogicError("cuDeviceGet failed: invalid device ordinal")
+        self.ordinal = ordinal
+
+    @staticmethod
+    def count() -> int:
+        _require_init("cuDeviceGetCount")
+        return _env_int("FAKE_CUDA_DEVICES", 1)
+
+    def name(self) -> str:
+        return os.environ.get("FAKE_GPU_NAME", "Fake Orin")
+
+    def compute_capability(self) -> tuple[int, int]:
+        major, minor = os.environ.get("FAKE_GPU_CC", "8.7").split(".")
+        return int(major), int(minor)
+
+    def retain_primary_context(self) -> Context:
+        with _lock:
+            context = _primary.get(self.ordinal)
+            if context is None or not context.alive:
+                context = _primary[self.ordinal] = Context(self, primary=True)
+            else:
+                context.retains += 1
+        return context
+
+    def make_context(self, flags: int = 0) -> Context:
+        context = Context(self, primary=False)
+        context.push()
+        return context
+
+
+class Context:
+    def __init__(self, device: Device, primary: bool) -> None:
+        self.device = device
+        self.primary = primary
+        self.retains = 1
+        self.alive = True
+
+    def push(self) -> None:
+        _require_init("cuCtxPushCurrent")
+        if not self.alive:
+            raise LogicError("cuCtxPushCurrent failed: invalid device context (released)")
+        _stack().append(self)
+        STATS["push"] += 1
+
+    @staticmethod
+    def pop() -> Context:
+        stack = _stack()
+        if not stack:
+            raise LogicError("cuCtxPopCurrent failed: invalid device context (no context current on this thread)")
+        STATS["pop"] += 1
+        return stack.pop()
+
+    @staticmethod
+    def get_current() -> Context | None:
+        stack = _stack()
+        return stack[-1] if stack else None
+
+    @staticmethod
+    def synchronize() -> None:
+        current("cuCtxSynchronize")
+
+    def detach(self) -> None:
+        if self in _stack():
+            raise LogicError("detach: the context is still current on this thread; pop it first")
+        with _lock:
+            if not self.alive:
+                raise LogicError("detach: context already released")
+            self.retains -= 1
+            if self.retains > 0:
+                return
+            self.alive = False
+            leaked = [block for block in _memory.values() if block.context is self]
+            for block in leaked:
+                del _memory[block.address]
+        if leaked:
+            VIOLATIONS.append(f"context released with {len(leaked)} device allocation(s) never freed")
+
+
+class _Block:
+    def __init__(self, context: Context, nbytes: int) -> None:
+        self.context = context
+        self.data = bytearray(nbytes)
+        self.address = next(_addresses)
+
+
+def block_at(pointer: int, nbytes: int, what: str) -> _Block:
+    """The live allocation at ``pointer`` holding ``nbytes``, in the current context."""
+    context = current(what)
+    block = _memory.get(int(pointer))
+    if block is None:
+        raise LogicError(f"{what} failed: {int(pointer):#x} is not a live device allocation")
+    if block.context is not context:
+        raise LogicError(f"{what} failed: the memory at {int(pointer):#x} belongs to another context")
+    if nbytes > len(block.data):
+        raise LogicError(f"{what} failed: {nbytes} bytes do not fit the {len(block.data)}-byte allocation")
+    return block
+
+
+class DeviceAllocation:
+    def __init__(self, nbytes: int) -> None:
+        context = current("cuMemAlloc")
+        if nbytes <= 0:
+            raise LogicError("cuMemAlloc failed: invalid value")
+        block = _Block(context, int(nbytes))
+        _memory[block.address] = block
+        self._address = block.address
+        self._freed = False
+
+    def __int__(self) -> int:
+        if self._freed:
+            raise LogicError("use of freed device memory")
+        return self._address
+
+    __index__ = __int__
+
+    def free(self) -> None:
+        if self._freed:
+            return
+        block_at(self._address, 0, "cuMemFree")
+        del _memory[self._address]
+        self._freed = True
+
+    def __del__(self) -> None:
+        if getattr(self, "_freed", True) or self._address not in _memory:
+            return
+        if not has_current():
+            VIOLATIONS.append(f"device allocation {self._address:#x} freed by the garbage collector "
+                              "with no CUDA context current; free it explicitly")
+        _memory.pop(self._address, None)
+
+
+def mem_alloc(nbytes: int) -> DeviceAllocation:
+    STATS["mem_alloc"] += 1
+    return DeviceAllocation(nbytes)
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _check_freed_in_context(address: int) -> None:
+    _pinned.pop(address, None)
+    if not has_current():
+        VIOLATIONS.append("page-locked host memory freed with no CUDA context current")
+
+
+def pagelocked_empty(shape, dtype, order: str = "C", mem_flags: int = 0) -> np.ndarray:
+    current("cuMemHostAlloc")
+    STATS["pagelocked_empty"] += 1
+    array = np.empty(shape, dtype, order=order)
+    _pinned[id(array)] = weakref.ref(array)
+    weakref.finalize(array, _check_freed_in_context, id(array))
+    return array
+
+
+def is_pagelocked(array: np.ndarray) -> bool:
+    root = _root(array)
+    reference = _pinned.get(id(root))
+    return reference is not None and reference() is root
+
+
+class Stream:
+    def __init__(self, flags: int = 0) -> None:
+        self._context = current("cuStreamCreate")
+        STATS["stream"] += 1
+        self.handle = next(_handles)
+        self._queue: list = []
+        _streams[self.handle] = weakref.ref(self)
+
+    def enqueue(self, operation, what: str) -> None:
+        if current(what) is not self._context:
+            raise LogicError(f"{what} failed: the stream belongs to another context")
+        self._queue.append(operation)
+
+    def synchronize(self) -> None:
+        if current("cuStreamSynchronize") is not self._context:
+            raise LogicError("cuStreamSynchronize failed: the stream belongs to another context")
+        STATS["synchronize"] += 1
+        queue, self._queue = self._queue, []
+        for operation in queue:
+            operation()
+
+    def is_done(self) -> bool:
+        return not self._queue
+
+
+def stream_by_handle(handle: int, what: str) -> Stream:
+    reference = _streams.get(int(handle))
+    stream = reference() if reference is not None else None
+    if stream is None:
+        raise LogicError(f"{what} failed: {handle!r} is not a live stream handle")
+    return stream
+
+
+def _host(array, what: str) -> np.ndarray:
+    if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+        raise LogicError(f"{what}: the host buffer must be a C-contiguous numpy array")
+    if not is_pagelocked(array):
+        raise LogicError(f"{what}: async copies need page-locked host memory (pagelocked_empty)")
+    return array
+
+
+def memcpy_htod_async(dest, src, stream: Stream | None = None) -> None:
+    what = "cuMemcpyHtoDAsync"
+    host = _host(src, what)
+    block = block_at(int(dest), host.nbytes, what)
+    STATS["htod"] += 1
+
+    def copy() -> None:  # reads the host buffer when the stream runs, as a GPU does
+        block.data[: host.nbytes] = host.tobytes()
+
+    if stream is None:
+        copy()
+    else:
+        stream.enqueue(copy, what)
+
+
+def memcpy_dtoh_async(dest, src, stream: Stream | None = None) -> None:
+    what = "cuMemcpyDtoHAsync"
+    host = _host(dest, what)
+    block = block_at(int(src), host.nbytes, what)
+    STATS["dtoh"] += 1
+
+    def copy() -> None:
+        host.reshape(-1).view(np.uint8)[:] = np.frombuffer(bytes(block.data[: host.nbytes]), np.uint8)
+
+    if stream is None:
+        copy()
+    else:
+        stream.enqueue(copy, what)
+
+
+def reset() -> None:
+    """Forget all state (the test fixture calls it)."""
+    global _initialized
+    _initialized = False
+    STATS.clear()
+    VIOLATIONS.clear()
+    _primary.clear()
+    _memory.clear()
+    _pinned.clear()
+    _streams.clear()

@@ -1,0 +1,729 @@
+"""A fake ``tensorrt``: the documented Python API subset the backend uses, enforced (see ../README.md).
+
+Version-dependent surface follows ``FAKE_TRT_VERSION`` (read at import): 8.x needs the
+EXPLICIT_BATCH network flag and has no IProgressMonitor; 10.x deprecates EXPLICIT_BATCH (a
+warning when used) and offers ``IProgressMonitor`` / ``IBuilderConfig.progress_monitor``.
+
+Rules enforced (the real library crashes, misbehaves or refuses where this one raises or records):
+a CUDA context is current for builder, runtime, engine and context work; the ONNX is parsed into
+an explicit-batch network before the build; a dynamic input needs an optimization profile; a
+runtime outlives its engines and an engine its execution contexts; every IO tensor has an address
+before ``execute_async_v3``, pointing at live device memory large enough for it; engines
+deserialize only on the TensorRT version and compute capability they were built for.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import struct
+import sys
+import time
+import weakref
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pycuda.driver as _cuda
+
+__version__ = os.environ.get("FAKE_TRT_VERSION", "10.3.0")
+_MAJOR = int(__version__.split(".")[0])
+FAKE = True
+STATS: Counter = Counter()
+VIOLATIONS = _cuda.VIOLATIONS
+MAGIC = b"FAKETRT\x01"
+UNSUPPORTED_OPS = {"NonMaxSuppression"}  # a real op the fake parser refuses, besides custom domains
+
+
+class DataType(enum.Enum):
+    FLOAT = 0
+    HALF = 1
+    INT8 = 2
+    INT32 = 3
+    BOOL = 4
+
+
+float32, float16, int8, int32, bool = DataType.FLOAT, DataType.HALF, DataType.INT8, DataType.INT32, DataType.BOOL
+_NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
+          DataType.INT32: np.int32, DataType.BOOL: np.bool_}
+_FROM_ONNX = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 9: DataType.BOOL}
+
+
+def nptype(trt_type: DataType):
+    return _NUMPY[trt_type]
+
+
+class TensorIOMode(enum.Enum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class MemoryPoolType(enum.Enum):
+    WORKSPACE = 0
+    DLA_MANAGED_SRAM = 1
+    DLA_LOCAL_DRAM = 2
+    DLA_GLOBAL_DRAM = 3
+
+
+class BuilderFlag(enum.Enum):
+    FP16 = 0
+    INT8 = 1
+    DEBUG = 2
+    GPU_FALLBACK = 3
+    REFIT = 5
+
+
+class DeviceType(enum.Enum):
+    GPU = 0
+    DLA = 1
+
+
+if _MAJOR >= 10:
+    class NetworkDefinitionCreationFlag(enum.IntEnum):
+        EXPLICIT_BATCH = 0  # deprecated in 10.0, ignored: every network is explicit batch
+        STRONGLY_TYPED = 1
+else:
+    class NetworkDefinitionCreationFlag(enum.IntEnum):
+        EXPLICIT_BATCH = 0
+        EXPLICIT_PRECISION = 1
+
+
+class ErrorCode(enum.Enum):
+    SUCCESS = 0
+    INTERNAL_ERROR = 1
+    MEM_ALLOC_FAILED = 2
+    MODEL_DESERIALIZE_FAILED = 3
+    INVALID_VALUE = 4
+    INVALID_GRAPH = 5
+    INVALID_NODE = 6
+    UNSUPPORTED_GRAPH = 7
+    UNSUPPORTED_NODE = 8
+
+
+class _Severity(enum.IntEnum):
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
+class Dims(tuple):
+    pass
+
+
+class ILogger:
+    Severity = _Severity
+
+    def __init__(self) -> None:
+        self._fake_initialized = True
+
+    def log(self, severity, msg) -> None:
+        raise NotImplementedError("pure virtual ILogger.log")
+
+
+class Logger(ILogger):
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
+        _Severity.INTERNAL_ERROR, _Severity.ERROR, _Severity.WARNING, _Severity.INFO, _Severity.VERBOSE)
+
+    def __init__(self, min_severity: _Severity = _Severity.WARNING) -> None:
+        super().__init__()
+        self.min_severity = min_severity
+
+    def log(self, severity, msg) -> None:
+        if severity <= self.min_severity:
+            print(f"[fake TRT] {msg}", file=sys.stderr)
+
+
+def _check_trampoline(obj, kind: str) -> None:
+    if not getattr(obj, "_fake_initialized", False):
+        raise TypeError(f"tensorrt.{kind}.__init__() must be called when overriding __init__")
+
+
+def _check_logger(logger) -> None:
+    if not isinstance(logger, ILogger):
+        raise TypeError(f"expected a tensorrt.ILogger, got {type(logger).__name__}")
+    _check_trampoline(logger, "ILogger")
+
+
+def _report(logger, severity: _Severity, message: str) -> None:
+    logger.log(severity, message)
+
+
+if _MAJOR >= 10:
+    class IProgressMonitor:
+        def __init__(self) -> None:
+            self._fake_initialized = True
+
+        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
+            raise NotImplementedError
+
+        def step_complete(self, phase_name, step) -> bool:
+            raise NotImplementedError
+
+        def phase_finish(self, phase_name) -> None:
+            raise NotImplementedError
+
+
+# -- network and parser ---------------------------------------------------------------------------
+class ITensor:
+    def __init__(self, name: str, shape, dtype: DataType) -> None:
+        self.name, self.shape, self.dtype = name, Dims(shape), dtype
+
+
+class INetworkDefinition:
+    def __init__(self, builder: Builder, flags: int) -> None:
+        self._builder = builder
+        self._explicit_batch = _MAJOR >= 10 or (flags & 1) != 0
+        self._inputs: list[ITensor] = []
+        self._outputs: list[ITensor] = []
+        self._onnx: bytes | None = None
+
+    num_inputs = property(lambda self: len(self._inputs))
+    num_outputs = property(lambda self: len(self._outputs))
+    num_layers = property(lambda self: 0 if self._onnx is None else 1)
+
+    def get_input(self, index: int) -> ITensor:
+        return self._inputs[index]
+
+    def get_output(self, index: int) -> ITensor:
+        return self._outputs[index]
+
+
+class ParserError:
+    def __init__(self, code: ErrorCode, desc: str, node: int = -1, name: str = "", op: str = "") -> None:
+        self._code, self._desc, self._node, self._name, self._op = code, desc, node, name, op
+
+    def code(self) -> ErrorCode:
+        return self._code
+
+    def desc(self) -> str:
+        return self._desc
+
+    def node(self) -> int:
+        return self._node
+
+    def node_name(self) -> str:
+        return self._name
+
+    def node_operator(self) -> str:
+        return self._op
+
+    def file(self) -> str:
+        return "ModelImporter.cpp"
+
+    def line(self) -> int:
+        return 0
+
+    def func(self) -> str:
+        return "parseGraph"
+
+    def __str__(self) -> str:
+        where = f"In node {self._node} with name: {self._name} and operator: {self._op} " if self._node >= 0 else ""
+        return f"{where}({self.func()}): {self._code.name}: {self._desc}"
+
+
+def _dims(value_info) -> list[int]:
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
+
+
+class OnnxParser:
+    def __init__(self, network: INetworkDefinition, logger) -> None:
+        if not isinstance(network, INetworkDefinition):
+            raise TypeError("OnnxParser needs an INetworkDefinition")
+        _check_logger(logger)
+        self._network, self._logger = network, logger
+        self._errors: list[ParserError] = []
+
+    num_errors = property(lambda self: len(self._errors))
+
+    def get_error(self, index: int) -> ParserError | None:
+        return self._errors[index] if 0 <= index < len(self._errors) else None
+
+    def clear_errors(self) -> None:
+        self._errors.clear()
+
+    def parse(self, model, path: str | None = None) -> bool:
+        return self._parse(memoryview(model).tobytes())
+
+    def parse_from_file(self, model: str) -> bool:
+        try:
+            data = Path(model).read_bytes()
+        except OSError as exc:
+            self._errors.append(ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED,
+                                            f"Failed to open file: {model} ({exc})"))
+            return False
+        return self._parse(data)
+
+    def _fail(self, error: ParserError) -> None:
+        self._errors.append(error)
+        _report(self._logger, _Severity.ERROR, str(error))
+
+    def _parse(self, data: bytes) -> bool:
+        import onnx
+
+        STATS["parse"] += 1
+        network = self._network
+        if not network._explicit_batch:
+            self._fail(ParserError(ErrorCode.INVALID_GRAPH,
+                                   "the ONNX parser only supports networks with an explicit batch dimension"))
+            return False
+        if network._onnx is not None:
+            self._fail(ParserError(ErrorCode.INVALID_GRAPH, "the network already holds a parsed model"))
+            return False
+        try:
+            proto = onnx.load_from_string(data)
+        except Exception:
+            self._fail(ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED, "Failed to parse ONNX model from file"))
+            return False
+        failed = False
+        for index, node in enumerate(proto.graph.node):
+            if node.domain not in ("", "ai.onnx") or node.op_type in UNSUPPORTED_OPS:
+                self._fail(ParserError(ErrorCode.UNSUPPORTED_NODE, f"No importer registered for op: {node.op_type}",
+                                       index, node.name, node.op_type))
+                failed = True
+        if failed:
+            return False
+        initializers = {init.name for init in proto.graph.initializer}
+        for value in proto.graph.input:
+            if value.name not in initializers:
+                network._inputs.append(ITensor(value.name, _dims(value), _FROM_ONNX[value.type.tensor_type.elem_type]))
+        for value in proto.graph.output:
+            network._outputs.append(ITensor(value.name, _dims(value), _FROM_ONNX[value.type.tensor_type.elem_type]))
+        network._onnx = data
+        return True
+
+
+# -- builder ---------------------------------------------------------------------------------------
+class IOptimizationProfile:
+    def __init__(self) -> None:
+        self._shapes: dict[str, tuple] = {}
+
+    def set_shape(self, input: str, min, opt, max) -> None:
+        shapes = tuple(tuple(int(d) for d in s) for s in (min, opt, max))
+        if any(d <= 0 for s in shapes for d in s) or not all(a <= b <= c for a, b, c in zip(*shapes, strict=True)):
+            raise ValueError(f"invalid profile shapes for {input}: {shapes}")
+        self._shapes[input] = shapes
+
+    def get_shape(self, input: str):
+        return self._shapes.get(input)
+
+
+class IBuilderConfig:
+    _SETTABLE = {"default_device_type", "DLA_core"} | ({"progress_monitor"} if _MAJOR >= 10 else set())
+
+    def __init__(self, builder: Builder) -> None:
+        object.__setattr__(self, "_builder", builder)
+        object.__setattr__(self, "_flags", set())
+        object.__setattr__(self, "_pools", {})
+        object.__setattr__(self, "_profiles", [])
+        object.__setattr__(self, "default_device_type", DeviceType.GPU)
+        object.__setattr__(self, "DLA_core", -1)
+        if _MAJOR >= 10:
+            object.__setattr__(self, "progress_monitor", None)
+
+    def __setattr__(self, name, value) -> None:
+        if name not in self._SETTABLE:
+            raise AttributeError(f"'tensorrt.tensorrt.IBuilderConfig' object has no attribute '{name}'")
+        if name == "default_device_type" and not isinstance(value, DeviceType):
+            raise TypeError("default_device_type must be a tensorrt.DeviceType")
+        if name == "DLA_core" and not isinstance(value, int):
+            raise TypeError("DLA_core must be an int")
+        if name == "progress_monitor" and value is not None:
+            if not isinstance(value, IProgressMonitor):
+                raise TypeError("progress_monitor must be a tensorrt.IProgressMonitor")
+            _check_trampoline(value, "IProgressMonitor")
+        object.__setattr__(self, name, value)
+
+    def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
+        if not isinstance(pool, MemoryPoolType) or not isinstance(pool_size, int) or pool_size < 0:
+            raise TypeError("set_memory_pool_limit(pool: MemoryPoolType, pool_size: int >= 0)")
+        self._pools[pool] = pool_size
+
+    def get_memory_pool_limit(self, pool: MemoryPoolType) -> int:
+        return self._pools.get(pool, 1 << 40)
+
+    def set_flag(self, flag: BuilderFlag) -> None:
+        if not isinstance(flag, BuilderFlag):
+            raise TypeError("set_flag needs a tensorrt.BuilderFlag")
+        self._flags.add(flag)
+
+    def clear_flag(self, flag: BuilderFlag) -> None:
+        self._flags.discard(flag)
+
+    def get_flag(self, flag: BuilderFlag) -> bool:
+        return flag in self._flags
+
+    def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+        if not profile._shapes:
+            return -1
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
+
+
+class IHostMemory(bytes):
+    @property
+    def nbytes(self) -> int:
+        return len(self)
+
+
+def _session(onnx_bytes: bytes):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _wait_for_gate() -> None:
+    gate = os.environ.get("FAKE_TRT_BUILD_GATE")
+    deadline = time.monotonic() + 60
+    while gate and not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise RuntimeError("fake tensorrt: the build gate never opened")
+        time.sleep(0.02)
+
+
+class Builder:
+    def __init__(self, logger) -> None:
+        _cuda.current("tensorrt.Builder")
+        _check_logger(logger)
+        self._logger = logger
+        STATS["builder"] += 1
+
+    @property
+    def platform_has_fast_fp16(self) -> bool:
+        return os.environ.get("FAKE_FAST_FP16", "1") == "1"
+
+    @property
+    def num_DLA_cores(self) -> int:
+        return int(os.environ.get("FAKE_DLA_CORES", "0"))
+
+    def create_network(self, flags: int = 0) -> INetworkDefinition:
+        known = 0
+        for flag in NetworkDefinitionCreationFlag:
+            known |= 1 << int(flag)
+        if flags & ~known:
+            raise ValueError(f"fake tensorrt {__version__}: unknown network creation flags {flags:#x}")
+        if _MAJOR >= 10 and flags & 1:
+            _report(self._logger, _Severity.WARNING, "NetworkDefinitionCreationFlag::kEXPLICIT_BATCH is deprecated "
+                    "and has no effect")
+        return INetworkDefinition(self, flags)
+
+    def create_builder_config(self) -> IBuilderConfig:
+        return IBuilderConfig(self)
+
+    def create_optimization_profile(self) -> IOptimizationProfile:
+        return IOptimizationProfile()
+
+    def _error(self, message: str) -> None:
+        _report(self._logger, _Severity.ERROR, message)
+
+    def _progress(self, config: IBuilderConfig) -> bool:
+        monitor = getattr(config, "progress_monitor", None)
+        if monitor is None:
+            return True
+        monitor.phase_start("Building engine", None, 2)
+        for step in range(2):
+            monitor.phase_start("Tactic selection", "Building engine", 3)
+            for inner in range(3):
+                if not monitor.step_complete("Tactic selection", inner):
+                    monitor.phase_finish("Tactic selection")
+                    monitor.phase_finish("Building engine")
+                    return False
+            monitor.phase_finish("Tactic selection")
+            if not monitor.step_complete("Building engine", step):
+                monitor.phase_finish("Building engine")
+                return False
+        monitor.phase_finish("Building engine")
+        return True
+
+    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> IHostMemory | None:
+        context = _cuda.current("build_serialized_network")
+        if network._builder is not self or config._builder is not self:
+            raise ValueError("network and config must come from this builder")
+        if network._onnx is None or not network._outputs:
+            self._error("Network must have at least one output (was the ONNX parsed?)")
+            return None
+        log_path = os.environ.get("FAKE_TRT_BUILD_LOG")
+        if log_path:
+            with open(log_path, "a") as stream:
+                stream.write(f"{os.getpid()} build\n")
+        _wait_for_gate()
+        if os.environ.get("FAKE_TRT_BUILD_FAIL"):
+            self._error("fake: out of memory while building the engine")
+            return None
+        inputs = []
+        for tensor in network._inputs:
+            profile_shape = None
+            if any(d < 0 for d in tensor.shape):
+                shapes = [p.get_shape(tensor.name) for p in config._profiles if p.get_shape(tensor.name)]
+                if not shapes:
+                    self._error(f"Network has dynamic or shape inputs, but no optimization profile has been "
+                                f"defined (input {tensor.name})")
+                    return None
+                profile_shape = list(shapes[0][1])
+            inputs.append({"name": tensor.name, "shape": list(tensor.shape), "profile": profile_shape,
+                           "dtype": tensor.dtype.name})
+        dla_core = -1
+        if config.default_device_type == DeviceType.DLA:
+            if not 0 <= config.DLA_core < self.num_DLA_cores:
+                self._error(f"DLA core {config.DLA_core} does not exist")
+                return None
+            if BuilderFlag.GPU_FALLBACK not in config._flags:
+                self._error("some layers cannot run on the DLA and GPU_FALLBACK is not set")
+                return None
+            dla_core = config.DLA_core
+        if not self._progress(config):
+            self._error("build cancelled by the progress monitor")
+            return None
+        session = _session(network._onnx)
+        feeds = {i["name"]: np.zeros(i["profile"] or i["shape"], _NUMPY[DataType[i["dtype"]]]) for i in inputs}
+        results = session.run(None, feeds)
+        outputs = []
+        for tensor, value in zip(network._outputs, results, strict=True):
+            declared = list(tensor.shape) if len(tensor.shape) == value.ndim else [-1] * value.ndim
+            engine_shape = [d if d >= 0 else -1 for d in declared]
+            if all(i["profile"] is None for i in inputs):
+                engine_shape = list(value.shape)
+            outputs.append({"name": tensor.name, "shape": engine_shape, "resolved": list(value.shape),
+                            "dtype": tensor.dtype.name})
+        device = context.device
+        header = {"version": __version__, "gpu": device.name(), "cc": list(device.compute_capability()),
+                  "precision": "fp16" if BuilderFlag.FP16 in config._flags else "fp32", "dla_core": dla_core,
+                  "workspace": config.get_memory_pool_limit(MemoryPoolType.WORKSPACE),
+                  "inputs": inputs, "outputs": outputs, "onnx_size": len(network._onnx)}
+        text = json.dumps(header).encode()
+        STATS["build"] += 1
+        return IHostMemory(MAGIC + struct.pack("<I", len(text)) + text + network._onnx)
+
+
+def read_header(data: bytes) -> dict | None:
+    """The build description inside a fake serialized engine (tests use it too); None for garbage."""
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+        return None
+    (size,) = struct.unpack_from("<I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    try:
+        header = json.loads(data[start:start + size])
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or len(data) != start + size + header.get("onnx_size", -1):
+        return None
+    header["onnx"] = data[start + size:]
+    return header
+
+
+# -- runtime ---------------------------------------------------------------------------------------
+class Runtime:
+    def __init__(self, logger) -> None:
+        _cuda.current("tensorrt.Runtime")
+        _check_logger(logger)
+        self._logger = logger
+        self._engines: weakref.WeakSet = weakref.WeakSet()
+        self.DLA_core = -1
+
+    def deserialize_cuda_engine(self, serialized) -> ICudaEngine | None:
+        context = _cuda.current("deserialize_cuda_engine")
+        header = read_header(memoryview(serialized).tobytes())
+        if header is None:
+            _report(self._logger, _Severity.ERROR, "1: [runtime.cpp::parsePlan] Error Code 1: Serialization "
+                    "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed.)")
+            return None
+        if header["version"] != __version__:
+            _report(self._logger, _Severity.ERROR, "The engine plan file is not compatible with this version of "
+                    f"TensorRT, expecting library version {__version__} got {header['version']}")
+            return None
+        if tuple(header["cc"]) != context.device.compute_capability():
+            _report(self._logger, _Severity.ERROR, "The engine plan file is generated on an incompatible device")
+            return None
+        if header["dla_core"] >= 0 and self.DLA_core < 0:
+            _report(self._logger, _Severity.ERROR, "the engine runs on the DLA, but Runtime.DLA_core is not set")
+            return None
+        STATS["deserialize"] += 1
+        engine = ICudaEngine(self, header, context)
+        self._engines.add(engine)
+        return engine
+
+    def __del__(self) -> None:
+        try:
+            if len(self._engines):
+                VIOLATIONS.append("Runtime destroyed before the engines it deserialized")
+        except Exception:
+            pass
+
+
+class ICudaEngine:
+    def __init__(self, runtime: Runtime, header: dict, cuda_context) -> None:
+        self._runtime = weakref.ref(runtime)
+        self._header = header
+        self._cuda_context = cuda_context
+        self._contexts: weakref.WeakSet = weakref.WeakSet()
+        self._session = None
+        self._tensors = {t["name"]: dict(t, mode=TensorIOMode.INPUT) for t in header["inputs"]}
+        self._tensors.update({t["name"]: dict(t, mode=TensorIOMode.OUTPUT) for t in header["outputs"]})
+        self._names = list(self._tensors)
+
+    def _check(self, what: str) -> None:
+        if self._runtime() is None:
+            raise RuntimeError(f"{what}: the engine's Runtime has been destroyed (a runtime must outlive its engines)")
+
+    def _tensor(self, name: str, what: str) -> dict:
+        self._check(what)
+        if name not in self._tensors:
+            raise RuntimeError(f"{what}: the engine has no tensor named '{name}' (it has {self._names})")
+        return self._tensors[name]
+
+    @property
+    def num_io_tensors(self) -> int:
+        self._check("num_io_tensors")
+        return len(self._names)
+
+    def get_tensor_name(self, index: int) -> str:
+        self._check("get_tensor_name")
+        if not 0 <= index < len(self._names):
+            raise IndexError(f"get_tensor_name: index {index} out of range")
+        return self._names[index]
+
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        self._check("get_tensor_mode")
+        tensor = self._tensors.get(name)
+        return TensorIOMode.NONE if tensor is None else tensor["mode"]
+
+    def get_tensor_shape(self, name: str) -> Dims:
+        return Dims(self._tensor(name, "get_tensor_shape")["shape"])
+
+    def get_tensor_dtype(self, name: str) -> DataType:
+        return DataType[self._tensor(name, "get_tensor_dtype")["dtype"]]
+
+    def create_execution_context(self) -> IExecutionContext:
+        if _cuda.current("create_execution_context") is not self._cuda_context:
+            raise _cuda.LogicError("create_execution_context: the engine belongs to another CUDA context")
+        self._check("create_execution_context")
+        STATS["execution_context"] += 1
+        context = IExecutionContext(self)
+        self._contexts.add(context)
+        return context
+
+    def run(self, feeds: dict) -> list[np.ndarray]:
+        """What the GPU would compute: the ONNX, on the CPU (fp16 engines round through float16)."""
+        if self._session is None:
+            self._session = _session(self._header["onnx"])
+        half = self._header["precision"] == "fp16"
+        if half:
+            feeds = {k: v.astype(np.float16).astype(v.dtype) for k, v in feeds.items()}
+        names = [t["name"] for t in self._header["outputs"]]
+        results = self._session.run(names, feeds)
+        return [r.astype(np.float16).astype(r.dtype) if half else r for r in results]
+
+    def __del__(self) -> None:
+        try:
+            if len(self._contexts):
+                VIOLATIONS.append("ICudaEngine destroyed while execution contexts still use it")
+            if not _cuda.has_current():
+                VIOLATIONS.append("ICudaEngine destroyed with no CUDA context current")
+        except Exception:
+            pass
+
+
+class IExecutionContext:
+    def __init__(self, engine: ICudaEngine) -> None:
+        self._engine = weakref.ref(engine)  # the caller keeps the engine alive, as TensorRT requires
+        self._addresses: dict[str, int] = {}
+        self._input_shapes: dict[str, tuple] = {}
+
+    def _live_engine(self, what: str) -> ICudaEngine:
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError(f"{what}: the execution context's engine has been destroyed "
+                               "(keep the engine alive as long as its contexts)")
+        engine._check(what)
+        return engine
+
+    def _error(self, engine: ICudaEngine, message: str) -> bool:
+        runtime = engine._runtime()
+        _report(runtime._logger, _Severity.ERROR, message)
+        return False
+
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        engine = self._live_engine("set_tensor_address")
+        _cuda.current("set_tensor_address")
+        if name not in engine._tensors:
+            return self._error(engine, f"3: setTensorAddress given invalid tensor name: {name}")
+        if not isinstance(memory, int):
+            raise TypeError("set_tensor_address needs an int device pointer")
+        self._addresses[name] = memory
+        return True
+
+    def set_input_shape(self, name: str, shape) -> bool:
+        engine = self._live_engine("set_input_shape")
+        tensor = engine._tensors.get(name)
+        shape = tuple(int(d) for d in shape)
+        if tensor is None or tensor["mode"] != TensorIOMode.INPUT:
+            return self._error(engine, f"3: setInputShape given invalid input tensor name: {name}")
+        allowed = tuple(tensor["profile"] or tensor["shape"])
+        if shape != allowed:
+            return self._error(engine, f"3: setInputShape: {shape} is outside the optimization profile {allowed}")
+        self._input_shapes[name] = shape
+        return True
+
+    def _shape(self, engine: ICudaEngine, name: str) -> tuple:
+        tensor = engine._tensors[name]
+        if tensor["mode"] == TensorIOMode.INPUT:
+            return self._input_shapes.get(name, tuple(tensor["shape"]))
+        dynamic = [t["name"] for t in engine._header["inputs"] if t["profile"] is not None]
+        if all(n in self._input_shapes for n in dynamic):
+            return tuple(tensor["resolved"])
+        return tuple(tensor["shape"])
+
+    def get_tensor_shape(self, name: str) -> Dims:
+        engine = self._live_engine("get_tensor_shape")
+        engine._tensor(name, "get_tensor_shape")
+        return Dims(self._shape(engine, name))
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        what = "execute_async_v3"
+        engine = self._live_engine(what)
+        if _cuda.current(what) is not engine._cuda_context:
+            raise _cuda.LogicError(f"{what}: the engine belongs to another CUDA context")
+        stream = _cuda.stream_by_handle(stream_handle, what)
+        for name in engine._names:
+            if name not in self._addresses:
+                return self._error(engine, f"3: [executionContext.cpp::enqueueV3] Error Code 3: API Usage Error "
+                                           f"(Neither address nor allocator is set for tensor {name}; call "
+                                           "setTensorAddress for every input and output)")
+        blocks = {}
+        for name in engine._names:
+            shape = self._shape(engine, name)
+            if any(d < 0 for d in shape):
+                return self._error(engine, f"3: input shapes not specified for a dynamic tensor ({name})")
+            dtype = np.dtype(_NUMPY[DataType[engine._tensors[name]["dtype"]]])
+            blocks[name] = (_cuda.block_at(self._addresses[name], int(np.prod(shape)) * dtype.itemsize, what),
+                            shape, dtype)
+        STATS["execute"] += 1
+
+        def kernel() -> None:  # runs when the stream does, on the device memory as it is then
+            feeds = {}
+            for name in engine._names:
+                block, shape, dtype = blocks[name]
+                if engine._tensors[name]["mode"] == TensorIOMode.INPUT:
+                    nbytes = int(np.prod(shape)) * dtype.itemsize
+                    feeds[name] = np.frombuffer(bytes(block.data[:nbytes]), dtype).reshape(shape)
+            outputs = engine.run(feeds)
+            for tensor, value in zip(engine._header["outputs"], outputs, strict=True):
+                block, shape, dtype = blocks[tensor["name"]]
+                raw = np.ascontiguousarray(value, dtype).tobytes()
+                block.data[: len(raw)] = raw
+
+        stream.enqueue(kernel, what)
+        return True
+
+    def __del__(self) -> None:
+        try:
+            if not _cuda.has_current():
+                VIOLATIONS.append("IExecutionContext destroyed with no CUDA context current")
+        except Exception:
+            pass

@@ -1,0 +1,121 @@
+"""backend=auto picks TensorRT, ONNX Runtime on CUDA or ONNX Runtime on the CPU, and says why;
+backend=tensorrt where it cannot run says what is missing."""
+
+import logging
+import sys
+import warnings
+
+import pytest
+
+from segnet_ros.backends import BackendOptions, choose_backend, create_backend, onnxruntime_backend
+from segnet_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from segnet_ros.backends.tensorrt_backend import TensorRTBackend
+from segnet_ros.core.errors import BackendError
+from segnet_ros.core.model import ModelFiles, load_model
+
+pytestmark = pytest.mark.usefixtures("fake_trt")
+
+
+@pytest.fixture
+def model(oracle_dir):
+    return load_model(ModelFiles.in_folder(oracle_dir))
+
+
+@pytest.fixture
+def ort_cuda(monkeypatch):
+    """Pretend this ONNX Runtime has its CUDA provider (or not)."""
+
+    def set_to(available: bool) -> None:
+        monkeypatch.setattr(onnxruntime_backend, "cuda_available", lambda: available)
+
+    return set_to
+
+
+def auto(model, caplog, **options):
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segnet_ros.backends"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ONNX Runtime warns when asked for a provider it lacks
+        backend = create_backend("auto", model, BackendOptions(**options))
+    choices = [r for r in caplog.records if r.message.startswith("backend auto chose")]
+    assert len(choices) == 1 and choices[0].levelno == logging.INFO
+    return backend, choices[0].message
+
+
+def test_tensorrt_with_a_gpu_wins(model, caplog, ort_cuda):
+    ort_cuda(True)
+    backend, message = auto(model, caplog)
+    try:
+        assert isinstance(backend, TensorRTBackend)
+        assert message == ("backend auto chose tensorrt: TensorRT 10.3.0 and CUDA device 'Fake Orin' "
+                           "(compute capability 8.7) found")
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("cuda_provider", [True, False])
+def test_tensorrt_not_importable(model, caplog, ort_cuda, monkeypatch, cuda_provider):
+    ort_cuda(cuda_provider)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "tensorrt", None)  # what a machine without TensorRT looks like
+        backend, message = auto(model, caplog)
+    assert isinstance(backend, OnnxRuntimeBackend)
+    assert message.startswith("backend auto chose onnxruntime: TensorRT cannot run here: tensorrt is not importable")
+    if cuda_provider:
+        assert message.endswith("ONNX Runtime has its CUDA provider")
+    else:
+        assert message.endswith("ONNX Runtime has no CUDA provider, so it runs on the CPU")
+        assert backend.device == "cpu"
+
+
+@pytest.mark.parametrize("cuda_provider", [True, False])
+def test_no_gpu(model, caplog, ort_cuda, fake_trt, cuda_provider):
+    ort_cuda(cuda_provider)
+    fake_trt.configure(cuda_devices=0)
+    backend, message = auto(model, caplog)
+    assert isinstance(backend, OnnxRuntimeBackend)
+    assert "TensorRT cannot run here: no CUDA device: the CUDA driver finds none" in message
+    assert ("has its CUDA provider" in message) == cuda_provider
+
+
+def test_device_cpu_means_onnx_runtime_without_probing_tensorrt(model, caplog, ort_cuda):
+    ort_cuda(True)
+    backend, message = auto(model, caplog, device="cpu")
+    assert isinstance(backend, OnnxRuntimeBackend) and backend.device == "cpu"
+    assert message == "backend auto chose onnxruntime: device 'cpu' was asked for"
+    assert "tensorrt" not in sys.modules
+
+
+def test_choose_backend_without_creating_one(fake_trt):
+    assert choose_backend()[0] == "tensorrt"
+    fake_trt.configure(cuda_init_fail="no CUDA-capable device is detected")
+    name, reason = choose_backend()
+    assert name == "onnxruntime" and "the CUDA driver does not start" in reason
+    assert "no CUDA-capable device is detected" in reason
+
+
+def block_pycuda(monkeypatch):
+    import tensorrt  # noqa: F401 - the fake imports the fake pycuda itself; only the backend's import must fail
+
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+
+
+@pytest.mark.parametrize("situation, expected", [
+    ("no tensorrt", "tensorrt is not importable"),
+    ("no pycuda", "pycuda is not importable"),
+    ("no gpu", "no CUDA device: the CUDA driver finds none"),
+    ("old tensorrt", "TensorRT 8.5.3 is too old; this backend needs TensorRT 8.6 or newer"),
+])
+def test_asking_for_tensorrt_where_it_cannot_run(model, fake_trt, monkeypatch, situation, expected):
+    with monkeypatch.context() as patch:
+        if situation == "no tensorrt":
+            patch.setitem(sys.modules, "tensorrt", None)
+        elif situation == "no pycuda":
+            block_pycuda(patch)
+        elif situation == "no gpu":
+            fake_trt.configure(cuda_devices=0)
+        else:
+            fake_trt.configure(trt_version="8.5.3")
+        with pytest.raises(BackendError) as error:
+            create_backend("tensorrt", model)
+    assert expected in str(error.value)

@@ -1,0 +1,100 @@
+"""TensorRT on a real GPU: the engine built from the reference network gives ONNX Runtime's class grids.
+
+Runs only where TensorRT, pycuda and a CUDA device exist (a Jetson, an x86 box with an NVIDIA GPU);
+skips elsewhere and says what is missing. It never uses the fakes in test/fakes.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import FAKES
+
+trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed: the real-GPU tests need it")
+cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed: the real-GPU tests need it")
+for _module in (trt, cuda):
+    if str(FAKES) in str(getattr(_module, "__file__", "")):
+        pytest.fail(f"{_module.__name__} resolved to the test fakes; the real-GPU tests need the real one",
+                    pytrace=False)
+try:
+    cuda.init()
+    _devices = cuda.Device.count()
+except Exception as _exc:  # pycuda's own error types
+    pytest.skip(f"no CUDA device: the CUDA driver does not start ({_exc})", allow_module_level=True)
+if _devices < 1:
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+from segnet_ros.backends import BackendOptions, create_backend  # noqa: E402
+from segnet_ros.core.model import load_model  # noqa: E402
+from segnet_ros.core.refnet import write_reference_model  # noqa: E402
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return load_model(write_reference_model(tmp_path_factory.mktemp("reference"), 512, 256, 21))
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    return tmp_path_factory.mktemp("engines")
+
+
+@pytest.fixture(scope="module")
+def inputs_and_expected(model):
+    """Frames with image-like statistics, and ONNX Runtime's (CPU) logits for them."""
+    rng = np.random.default_rng(5)
+    tensors = [rng.standard_normal(model.input_shape).astype(np.float32) for _ in range(FRAMES)]
+    ort = create_backend("onnxruntime", model, BackendOptions(device="cpu"))
+    return tensors, [ort.run(t) for t in tensors]
+
+
+def close_top_two(logits: np.ndarray, tolerance: float) -> np.ndarray:
+    top = np.sort(logits, axis=1)[:, -2:]
+    return (top[:, 1] - top[:, 0]) <= tolerance * np.maximum(np.abs(top[:, 1]), 1.0)
+
+
+def test_real_modules_are_in_use():
+    import tensorrt as again
+
+    assert again is trt and not getattr(trt, "FAKE", False)
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 0.05)])
+def test_engine_matches_onnx_runtime(model, engines, inputs_and_expected, precision, tolerance):
+    """Class grids agree except where ONNX Runtime's top two logits are within ``tolerance`` (relative)."""
+    tensors, expected = inputs_and_expected
+    backend = create_backend("tensorrt", model, BackendOptions(precision=precision, engine_cache_dir=str(engines)))
+    try:
+        assert backend.engine_info.precision == precision
+        for tensor, reference in zip(tensors, expected, strict=True):
+            got = backend.run(tensor)
+            assert got.shape == model.output_shape and got.dtype == np.float32
+            differ = got.argmax(1) != reference.argmax(1)
+            assert not (differ & ~close_top_two(reference, tolerance)).any()
+            if precision == "fp32":
+                np.testing.assert_allclose(got, reference, rtol=1e-2, atol=1e-2)
+    finally:
+        backend.close()
+
+
+def test_cached_engine_loads_and_runs_on_a_worker_thread(model, engines, inputs_and_expected):
+    tensors, _ = inputs_and_expected
+    first = create_backend("tensorrt", model, BackendOptions(precision="fp32", engine_cache_dir=str(engines)))
+    try:
+        expected = first.run(tensors[0])
+    finally:
+        first.close()
+    second = create_backend("tensorrt", model, BackendOptions(precision="fp32", engine_cache_dir=str(engines)))
+    results = []
+    try:
+        assert not second.engine_info.built and second.engine_info.path == first.engine_info.path
+        thread = threading.Thread(target=lambda: results.append(second.run(tensors[0])))
+        thread.start()
+        thread.join(120)
+    finally:
+        second.close()
+    assert len(results) == 1
+    np.testing.assert_array_equal(results[0], expected)
