@@ -373,3 +373,32 @@ def test_auto_download_installs_a_missing_model_at_start_up(tmp_path, probe, mod
         publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "class_mask")
     finally:
         node.stop()
+
+
+def test_tensorrt_backend_in_the_node(tmp_path, probe, small_reference, fake_trt, monkeypatch):
+    """backend:=tensorrt with the contract-enforcing fakes: the engine is built in the node's
+    constructor, run on the inference thread, cached, and reused by the next start."""
+    monkeypatch.setenv("PYTHONPATH", fake_trt.child_env()["PYTHONPATH"])
+    cache = tmp_path / "engines"
+    params = {"model": str(small_reference.onnx), "backend": "tensorrt", "engine_cache_dir": str(cache),
+              "precision": "fp32"}
+    node = NodeProcess(tmp_path / "trt.log", params)
+    try:
+        node.wait_ready()
+        assert "on tensorrt (Fake Orin GPU, fp32)" in node.log()
+        probe.subscribe(Image, "class_mask")
+        pub = probe.publisher(Image, "image")
+        probe.wait_matched(pub)
+        image = frame(6)
+        publish_until(probe, pub, array_to_image(header(), image, "bgr8"), "class_mask")
+        expected = core_result(small_reference, image, "bgr8").class_mask()
+        np.testing.assert_array_equal(as_array(probe.messages("class_mask")[0]), expected)
+    finally:
+        assert node.stop() == 0, node.log()
+    assert fake_trt.builds() == 1 and len(list(cache.glob("*.engine"))) == 1
+    again = NodeProcess(tmp_path / "trt2.log", params)
+    try:
+        again.wait_ready()
+    finally:
+        again.stop()
+    assert fake_trt.builds() == 1, "the cached engine was not reused"
