@@ -200,3 +200,27 @@ def test_rviz_config_shows_real_outputs():
 def test_supported_encodings_are_the_documented_ones():
     assert set(SUPPORTED_ENCODINGS) == {"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422", "yuv422_yuy2",
                                         "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"}
+
+
+def test_image_buffers_are_reused_and_drawn_into():
+    from segnet_ros.node.conversions import ImageBuffers
+
+    buffers = ImageBuffers()
+    drawn_at = []
+
+    def fill(value):
+        def draw(out):
+            drawn_at.append(out.__array_interface__["data"][0])
+            out.fill(value)
+        return draw
+
+    first = buffers.image("overlay", Header(frame_id="a"), (2, 3, 3), "rgb8", fill(5))
+    assert (first.width, first.height, first.step, first.encoding) == (3, 2, 9, "rgb8")
+    assert list(first.data) == [5] * 18 and first.header.frame_id == "a"
+    second = buffers.image("overlay", Header(frame_id="b"), (2, 3, 3), "rgb8", fill(9))
+    assert list(second.data) == [9] * 18
+    assert drawn_at[0] == drawn_at[1]  # the same memory, redrawn
+    other = buffers.image("class_mask", None, (2, 3), "mono8", fill(1))
+    assert drawn_at[2] != drawn_at[0] and other.step == 3 and list(other.data) == [1] * 6
+    bigger = buffers.image("overlay", None, (4, 3, 3), "rgb8", fill(2))
+    assert len(bigger.data) == 36

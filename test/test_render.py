@@ -108,3 +108,23 @@ def test_index_maps_are_cached_per_size():
     renderer = Renderer(16, 8)
     assert renderer.axes(640, 480)[0] is renderer.axes(640, 480)[0]
     assert renderer.axes(640, 480)[0] is not renderer.axes(320, 480)[0]
+
+
+def test_rendering_into_caller_buffers(rng):
+    grid, rgba = random_case(rng, 16, 8)
+    frame = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    renderer = Renderer(16, 8)
+    for name, make in (
+        ("class_mask", lambda out: renderer.class_mask(grid, 60, 40, out)),
+        ("color_mask", lambda out: renderer.color_mask(grid, rgba, 60, 40, "linear", out)),
+        ("overlay rgb", lambda out: renderer.overlay(grid, rgba, frame, encoding("rgb8"), 60, 40, "linear", out)),
+        ("overlay bgr", lambda out: renderer.overlay(grid, rgba, frame, encoding("bgr8"), 60, 40, "point", out)),
+    ):
+        fresh = make(None)
+        out = np.full(fresh.shape, 7, np.uint8)
+        assert make(out) is out, name
+        np.testing.assert_array_equal(out, fresh, err_msg=name)
+    with pytest.raises(ValueError, match=r"out must be a contiguous uint8 \(40, 60, 3\)"):
+        renderer.color_mask(grid, rgba, 60, 40, "linear", np.zeros((40, 60), np.uint8))
+    with pytest.raises(ValueError, match="out must be a contiguous uint8"):
+        renderer.class_mask(grid, 60, 40, np.zeros((40, 60), np.float32))

@@ -2,8 +2,9 @@
 
 RGB, stretched to the network size (bilinear by default, or the reference's
 nearest neighbour with ``src = int(dst * in / out)``), ``(p/255 - mean)/std``,
-planar NCHW float32. Normalisation is a 256-entry table per channel, and the
-output tensor and index maps are reused across frames of the same size.
+planar NCHW float32. Normalisation is a 256-entry table per channel, looked up
+by cv2.LUT straight into each plane of the output tensor; the tensor and the
+index maps are reused across frames of the same size.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class Preprocessor:
         """Pre-process one frame; the returned tensor is overwritten by the next call."""
         enc = encoding(encoding_name)
         frame = check_frame(frame, enc)
-        resized = self._resize(frame)
+        planes = cv2.split(self._resize(frame))
         for channel, source in enumerate(enc.rgb_order):
-            np.take(self._tables[channel], resized[:, :, source], out=self._tensor[0, channel])
+            cv2.LUT(planes[source], self._tables[channel], dst=self._tensor[0, channel])
         return self._tensor
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:

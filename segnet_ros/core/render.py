@@ -1,11 +1,13 @@
 """Rendering a class grid at any size exactly as jetson-inference's segNet does.
 
 The formulas (``../shared/reference/segnet-semantics.md`` section 4) are applied
-separably: per output size, each axis gets its index maps and a sparse
-interpolation matrix once; a frame then costs two small matrix products for
-the linear filter, or two gathers for the point filter, plus one blend.
-Cell coordinates are computed in float32 in the reference's order of operations,
-so cell boundaries fall on the same pixels; uint8 results are truncated.
+separably. Per output size, each axis gets its index maps and a sparse weight
+matrix once (the point filter's is one-hot, so a product with it copies values
+exactly). A frame then costs one small horizontal product per grid row, and
+vertical products done in tiles of rows that stay in cache, each tile blended
+and truncated to uint8 before the next one starts. Cell coordinates are
+computed in float32 in the reference's order of operations, so cell boundaries
+fall on the same pixels; uint8 results are truncated.
 """
 
 from __future__ import annotations
@@ -23,33 +25,40 @@ FILTER_MODES = ("point", "linear")
 # cv2.blendLinear divides by (w1 + w2 + 1e-5). Weights scaled by a power of two
 # make that epsilon vanish in float32 without changing any other rounding.
 _BLEND_SCALE = np.float32(2.0**20)
+_TILE_BYTES = 1 << 18  # float32 colours per tile: the tile's work stays in cache
 
 
 @dataclass(frozen=True)
 class Axis:
-    """Index maps along one axis: ``n`` output pixels over ``g`` grid cells."""
+    """Index maps and weights along one axis: ``n`` output pixels over ``g`` grid cells."""
 
     nearest: np.ndarray  # (n,) intp, int(i * g / n): class ids and confidence
     counts: np.ndarray  # (g,) int64, output pixels per cell under ``nearest``
-    point: np.ndarray  # (n,) intp, int(float(i) / n * g): the point filter
-    linear: np.ndarray  # (n, g) float32, the linear filter's weights
+    point: np.ndarray  # (n, g) float32 one-hot at int(float(i) / n * g): the point filter
+    linear: np.ndarray  # (n, g) float32, the linear filter's two weights per pixel
 
     @classmethod
     def build(cls, n: int, g: int) -> Axis:
         index = np.arange(n, dtype=np.int64)
         nearest = (index * g) // n
         position = np.arange(n, dtype=np.float32) / np.float32(n) * np.float32(g)
-        point = position.astype(np.intp)
+        rows = np.arange(n)
+        point = np.zeros((n, g), dtype=np.float32)
+        point[rows, position.astype(np.intp)] = 1.0
         base = np.maximum(position - np.float32(0.5), np.float32(0.0))
         first = base.astype(np.intp)
         second = np.where(first >= g - 1, first, first + 1)
         frac = base - first.astype(np.float32)
         linear = np.zeros((n, g), dtype=np.float32)
-        rows = np.arange(n)
         linear[rows, first] += np.float32(1.0) - frac
         linear[rows, second] += frac
         counts = np.bincount(nearest, minlength=g).astype(np.int64)
         return cls(nearest.astype(np.intp), counts, point, linear)
+
+    def weights(self, mode: str) -> np.ndarray:
+        if mode not in FILTER_MODES:
+            raise ValueError(f"filter mode must be one of {FILTER_MODES}, got '{mode}'")
+        return self.linear if mode == "linear" else self.point
 
 
 def sample_indices(n: int, n_in: int) -> np.ndarray | None:
@@ -63,17 +72,34 @@ def sample_indices(n: int, n_in: int) -> np.ndarray | None:
     return (np.arange(n, dtype=np.int64) * n_in) // n
 
 
-class _Buffers:
-    """Float work buffers for one output size, reused frame after frame."""
+def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` checked against ``shape`` (uint8), or a new array. Reusing one across frames saves
+    the page faults of fresh memory, which cost more than the rendering itself at 1280x720."""
+    if out is None:
+        return np.empty(shape, dtype=np.uint8)
+    if out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous uint8 {shape} array, got {out.dtype} {out.shape}")
+    return out
 
-    def __init__(self, width: int, height: int) -> None:
-        self.rgb = np.empty((height, width, 3), dtype=np.float32)
-        self.alpha = np.empty((height, width), dtype=np.float32)
-        self.inverse = np.empty((height, width), dtype=np.float32)
-        self.source_rgb = np.empty((height, width, 3), dtype=np.uint8)
-        self.source = np.empty((height, width, 3), dtype=np.float32)
-        self.blend = np.empty((height, width, 3), dtype=np.float32)
-        self.key: tuple | None = None  # what ``rgb``/``alpha`` hold now
+
+class _Tiles:
+    """Work buffers for a tile of ``rows`` output rows of one width, reused frame after frame."""
+
+    def __init__(self, width: int) -> None:
+        self.rows = rows = max(8, _TILE_BYTES // (width * 12))
+        self.rgb = np.empty((rows, width * 3), dtype=np.float32)
+        self.alpha = np.empty((rows, width), dtype=np.float32)
+        self.inverse = np.empty((rows, width), dtype=np.float32)
+        self.source_rgb = np.empty((rows, width, 3), dtype=np.uint8)
+        self.source = np.empty((rows, width, 3), dtype=np.float32)
+        self.blend = np.empty((rows, width, 3), dtype=np.float32)
+        self.blend_rgb = np.empty((rows, width, 3), dtype=np.uint8)
+
+    def spans(self, height: int):
+        """(first row, last row + 1, row count) of each tile."""
+        for start in range(0, height, self.rows):
+            stop = min(start + self.rows, height)
+            yield start, stop, stop - start
 
 
 class Renderer:
@@ -83,7 +109,7 @@ class Renderer:
         self.grid_width, self.grid_height = grid_width, grid_height
         self._cached_sizes = cached_sizes
         self._axes: OrderedDict[tuple[str, int], Axis] = OrderedDict()
-        self._buffers: OrderedDict[tuple[int, int], _Buffers] = OrderedDict()
+        self._tiles: OrderedDict[int, _Tiles] = OrderedDict()
         self._samples: OrderedDict[tuple[int, int, int, int], tuple] = OrderedDict()
 
     # -- cached geometry ---------------------------------------------------------------
@@ -105,14 +131,15 @@ class Renderer:
         )
 
     # -- nearest products ---------------------------------------------------------------
-    def upsample(self, grid: np.ndarray, width: int, height: int) -> np.ndarray:
-        """Nearest-neighbour upsampling of any per-cell array (class ids, confidence)."""
+    def upsample(self, grid: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Nearest-neighbour upsampling of any uint8 per-cell array (class ids, confidence)."""
         ax, ay = self.axes(width, height)
-        return np.take(np.take(grid, ax.nearest, axis=1), ay.nearest, axis=0)
+        out = _output(out, (height, width))
+        return np.take(np.take(grid, ax.nearest, axis=1), ay.nearest, axis=0, out=out)
 
-    def class_mask(self, grid: np.ndarray, width: int, height: int) -> np.ndarray:
+    def class_mask(self, grid: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W) uint8 class ids; at the grid's own size this is the grid itself."""
-        return self.upsample(grid, width, height)
+        return self.upsample(grid, width, height, out)
 
     def histogram(self, grid: np.ndarray, num_classes: int, width: int, height: int) -> np.ndarray:
         """Pixel count per class in the ``width`` x ``height`` class mask, without rendering it."""
@@ -122,33 +149,25 @@ class Renderer:
         return np.rint(counts[:num_classes]).astype(np.int64)
 
     # -- colour products ----------------------------------------------------------------
-    def _colors(self, grid: np.ndarray, table: np.ndarray, width: int, height: int, mode: str) -> _Buffers:
-        """Fill (or reuse) the float colour and alpha planes for this grid."""
-        buffers = self._lru(self._buffers, (width, height), lambda: _Buffers(width, height))
-        key = (grid, table, mode)
-        if buffers.key is not None and all(a is b for a, b in zip(buffers.key, key, strict=True)):
-            return buffers
-        if mode not in FILTER_MODES:
-            raise ValueError(f"filter mode must be one of {FILTER_MODES}, got '{mode}'")
-        ax, ay = self.axes(width, height)
+    def _rows(self, grid: np.ndarray, table: np.ndarray, weights_x: np.ndarray, alpha: bool):
+        """The horizontal pass, once per frame: (gh, W*3) colours and (gh, W) scaled alphas."""
         cells = table[grid]  # (gh, gw, 4)
-        alpha_cells = cells[:, :, 3] * (_BLEND_SCALE / np.float32(255.0))
-        if mode == "linear":
-            rows_rgb = np.matmul(ax.linear[None], cells[:, :, :3])  # (gh, W, 3): horizontal pass
-            np.matmul(ay.linear, rows_rgb.reshape(self.grid_height, -1), out=buffers.rgb.reshape(height, -1))
-            np.matmul(ay.linear, alpha_cells @ ax.linear.T, out=buffers.alpha)
-        else:
-            np.take(np.take(cells[:, :, :3], ax.point, axis=1), ay.point, axis=0, out=buffers.rgb)
-            np.take(np.take(alpha_cells, ax.point, axis=1), ay.point, axis=0, out=buffers.alpha)
-        np.subtract(_BLEND_SCALE, buffers.alpha, out=buffers.inverse)
-        buffers.key = key
-        return buffers
+        rgb = np.matmul(weights_x[None], cells[:, :, :3]).reshape(self.grid_height, -1)
+        if not alpha:
+            return rgb, None
+        return rgb, (cells[:, :, 3] * (_BLEND_SCALE / np.float32(255.0))) @ weights_x.T
 
-    def color_mask(self, grid: np.ndarray, table: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
+    def color_mask(self, grid: np.ndarray, table: np.ndarray, width: int, height: int, mode: str,
+                   out: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB colour of each pixel's class, opaque."""
-        buffers = self._colors(grid, table, width, height, mode)
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        np.copyto(out, buffers.rgb, casting="unsafe")
+        ax, ay = self.axes(width, height)
+        weights_y = ay.weights(mode)
+        rgb_rows, _ = self._rows(grid, table, ax.weights(mode), alpha=False)
+        out = _output(out, (height, width, 3))
+        tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
+        for start, stop, count in tiles.spans(height):
+            rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count])
+            np.copyto(out[start:stop], rgb.reshape(count, width, 3), casting="unsafe")
         return out
 
     def overlay(
@@ -160,9 +179,12 @@ class Renderer:
         width: int,
         height: int,
         mode: str,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """(H, W, 3) uint8 ``a*colour + (1-a)*input``, in BGR order for BGR inputs, else RGB."""
-        buffers = self._colors(grid, table, width, height, mode)
+        ax, ay = self.axes(width, height)
+        weights_y = ay.weights(mode)
+        rgb_rows, alpha_rows = self._rows(grid, table, ax.weights(mode), alpha=True)
         in_height, in_width = frame.shape[:2]
         rows, cols = self._lru(
             self._samples,
@@ -171,10 +193,18 @@ class Renderer:
         )
         if cols is not None:
             frame = np.take(frame, cols, axis=1)
-        if rows is not None:
-            frame = np.take(frame, rows, axis=0)
-        np.copyto(buffers.source, to_rgb(frame, enc, buffers.source_rgb))
-        cv2.blendLinear(buffers.rgb, buffers.source, buffers.alpha, buffers.inverse, dst=buffers.blend)
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        np.copyto(out, buffers.blend, casting="unsafe")
-        return cv2.cvtColor(out, cv2.COLOR_RGB2BGR) if enc.bgr else out
+        out = _output(out, (height, width, 3))
+        tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
+        for start, stop, count in tiles.spans(height):
+            rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count]).reshape(count, width, 3)
+            alpha = np.matmul(weights_y[start:stop], alpha_rows, out=tiles.alpha[:count])
+            inverse = np.subtract(_BLEND_SCALE, alpha, out=tiles.inverse[:count])
+            source = frame[start:stop] if rows is None else np.take(frame, rows[start:stop], axis=0)
+            np.copyto(tiles.source[:count], to_rgb(source, enc, tiles.source_rgb[:count]))
+            blend = cv2.blendLinear(rgb, tiles.source[:count], alpha, inverse, dst=tiles.blend[:count])
+            if enc.bgr:
+                np.copyto(tiles.blend_rgb[:count], blend, casting="unsafe")
+                cv2.cvtColor(tiles.blend_rgb[:count], cv2.COLOR_RGB2BGR, dst=out[start:stop])
+            else:
+                np.copyto(out[start:stop], blend, casting="unsafe")
+        return out

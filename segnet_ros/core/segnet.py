@@ -78,28 +78,29 @@ class Segmentation:
             raise ValueError(f"render size must be positive, got {width}x{height}")
         return int(width), int(height)
 
-    def class_mask(self, size: Size | None = None) -> np.ndarray:
+    # Every picture is a new array, or is drawn into ``out`` (uint8, the picture's shape) when given.
+    def class_mask(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W) uint8 class ids (input size by default; the grid size gives the raw grid)."""
-        return self._net.renderer.class_mask(self.grid, *self._size(size))
+        return self._net.renderer.class_mask(self.grid, *self._size(size), out)
 
-    def confidence(self, size: Size | None = None) -> np.ndarray:
+    def confidence(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W) uint8, 255 x the softmax probability of each pixel's class."""
         scaled = (self.confidence_grid * np.float32(255.0)).astype(np.uint8)
-        return self._net.renderer.upsample(scaled, *self._size(size))
+        return self._net.renderer.upsample(scaled, *self._size(size), out)
 
     def histogram(self, size: Size | None = None) -> np.ndarray:
         """(C,) int64 pixel counts per class over the class mask of ``size``."""
         return self._net.renderer.histogram(self.grid, self._net.num_classes, *self._size(size))
 
-    def color_mask(self, size: Size | None = None) -> np.ndarray:
+    def color_mask(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB class colours."""
-        return self._net.renderer.color_mask(self.grid, self.colors, *self._size(size), self.settings.filter_mode)
+        return self._net.renderer.color_mask(self.grid, self.colors, *self._size(size), self.settings.filter_mode,
+                                             out)
 
-    def overlay(self, size: Size | None = None) -> np.ndarray:
+    def overlay(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 blend of colours over the input; BGR for BGR inputs, RGB otherwise."""
         return self._net.renderer.overlay(
-            self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode
-        )
+            self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode, out)
 
 
 class SegNet:

@@ -28,7 +28,7 @@ from ..core.errors import FrameError, SegnetError
 from ..core.model import load_model
 from ..core.segnet import Segmentation, SegNet, SegNetSettings
 from ..selection import select_model
-from .conversions import array_to_image, compressed_to_array, image_to_array, scale_camera_info
+from .conversions import ImageBuffers, compressed_to_array, image_to_array, scale_camera_info
 from .params import DYNAMIC, PARAMS, backend_options, check
 from .pipeline import LatestSlot, PipelineStats
 
@@ -52,6 +52,7 @@ class SegnetNode(Node):
         self.stats = PipelineStats()
         self.slot = LatestSlot()  # camera -> inference
         self._results = LatestSlot()  # inference -> rendering and publishing
+        self._buffers = ImageBuffers()  # used by the publishing thread only
         values = self._declare_parameters()
         self.net = self._open_model(values)
         self._mask_size = values["mask_size"]
@@ -201,10 +202,15 @@ class SegnetNode(Node):
     def _publish(self, header, seg: Segmentation, wanted: dict[str, bool], received_at: float,
                  inference_ms: float) -> None:
         mask_size = seg.input_size if self._mask_size == "input" else seg.grid_size
+        mask_shape = (mask_size[1], mask_size[0])
+        image_shape = (seg.input_size[1], seg.input_size[0], 3)
+        draw = self._buffers.image
         if wanted["class_mask"]:
-            self._image_pubs["class_mask"].publish(array_to_image(header, seg.class_mask(mask_size), "mono8"))
+            self._image_pubs["class_mask"].publish(draw(
+                "class_mask", header, mask_shape, "mono8", lambda out: seg.class_mask(mask_size, out)))
         if wanted["confidence"]:
-            self._image_pubs["confidence"].publish(array_to_image(header, seg.confidence(mask_size), "mono8"))
+            self._image_pubs["confidence"].publish(draw(
+                "confidence", header, mask_shape, "mono8", lambda out: seg.confidence(mask_size, out)))
         if wanted["class_histogram"]:
             counts = seg.histogram(mask_size)
             msg = UInt32MultiArray()
@@ -212,10 +218,12 @@ class SegnetNode(Node):
             msg.data = counts.astype("uint32").tolist()
             self._histogram_pub.publish(msg)
         if wanted["color_mask"]:
-            self._image_pubs["color_mask"].publish(array_to_image(header, seg.color_mask(), "rgb8"))
+            self._image_pubs["color_mask"].publish(draw(
+                "color_mask", header, image_shape, "rgb8", lambda out: seg.color_mask(None, out)))
         if wanted["overlay"]:
-            encoding = "bgr8" if seg.encoding.bgr else "rgb8"
-            self._image_pubs["overlay"].publish(array_to_image(header, seg.overlay(), encoding))
+            self._image_pubs["overlay"].publish(draw(
+                "overlay", header, image_shape, "bgr8" if seg.encoding.bgr else "rgb8",
+                lambda out: seg.overlay(None, out)))
         if wanted["camera_info_mask"]:
             self._camera_info_pub.publish(scale_camera_info(self._camera_info, header, *mask_size))
         self.stats.finished(received_at, inference_ms)
