@@ -81,7 +81,9 @@ def test_write_then_build_round_trips(tmp_path):
     colors = tmp_path / "c.txt"
     colors.write_text("10 20 30 40\n50 60 70\n")
     table = ClassTable.build(2, None, colors)
-    table.write(tmp_path / "l2.txt", tmp_path / "c2.txt")
+    labels, colors = table.texts()
+    (tmp_path / "l2.txt").write_text(labels)
+    (tmp_path / "c2.txt").write_text(colors)
     again = ClassTable.build(2, tmp_path / "l2.txt", tmp_path / "c2.txt")
     assert again.names == table.names
     assert np.array_equal(again.rgb, table.rgb) and np.array_equal(again.explicit_alpha, table.explicit_alpha)

@@ -11,13 +11,11 @@ costs a build on every start, with a warning that says so.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from ..core.errors import BackendError
+from ..files import exclusive_lock, write_atomic
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -97,22 +96,6 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``: readers see the old file or the new."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            os.fchmod(stream.fileno(), 0o644)  # an engine built by one user may serve another
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 class EngineCache:
     """Engines in ``directory``, one file per :class:`EngineKey`."""
 
@@ -140,16 +123,17 @@ class EngineCache:
                 if engine is not None:
                     log.info("TensorRT engine loaded from the cache: %s", path)
                     return CachedEngine(engine, path, built=False)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            log.warning("the engine cache %s is not writable (%s): building the TensorRT engine in memory; "
-                        "it will be built again on every start until the folder is writable or "
-                        "engine_cache_dir names a writable one", self.directory, _reason(exc))
-            return self._build(build, load, None, key, label)
-        try:
-            self._lock(lock_fd, path)
+        with contextlib.ExitStack() as stack:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(exclusive_lock(
+                    path.with_name(path.name + ".lock"),
+                    f"another process is building the TensorRT engine {path}; waiting for it"))
+            except OSError as exc:
+                log.warning("the engine cache %s is not writable (%s): building the TensorRT engine in memory; "
+                            "it will be built again on every start until the folder is writable or "
+                            "engine_cache_dir names a writable one", self.directory, _reason(exc))
+                return self._build(build, load, None, key, label)
             now = _file_id(path)
             if now is not None and now != seen:
                 engine = self._load(path, load)
@@ -157,20 +141,6 @@ class EngineCache:
                     log.info("another process built this TensorRT engine meanwhile; loaded %s", path)
                     return CachedEngine(engine, path, built=False)
             return self._build(build, load, path, key, label)
-        finally:
-            os.close(lock_fd)  # releases the lock
-
-    @staticmethod
-    def _lock(fd: int, path: Path) -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            log.info("another process is building the TensorRT engine %s; waiting for it", path)
-        except OSError as exc:  # e.g. a network file system without locks: atomic writes still protect readers
-            log.warning("cannot lock %s (%s); building without the lock", path, _reason(exc))
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
 
     @staticmethod
     def _load(path: Path, load: Callable[[bytes], T | None]) -> T | None:

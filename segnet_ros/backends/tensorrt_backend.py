@@ -24,19 +24,11 @@ from ..core.errors import BackendError
 from ..core.model import Model
 from .base import Backend, BackendOptions, check_input
 from .engine_cache import EngineCache, EngineKey, sha256_file
-from .tensorrt_build import BuildSettings, build_serialized, has_fast_fp16
+from .tensorrt_build import BuildSettings, build_serialized, has_fast_fp16, version
 
 log = logging.getLogger(__name__)
 
 MIN_VERSION = (8, 6)  # the tensor-name API (num_io_tensors, set_tensor_address, execute_async_v3)
-
-
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in str(text).split(".")[:2]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def import_modules():
@@ -46,7 +38,7 @@ def import_modules():
     except Exception as exc:  # ImportError, or OSError when libnvinfer is missing under the bindings
         raise BackendError(f"tensorrt is not importable ({type(exc).__name__}: {exc}); JetPack ships it "
                            "(python3-libnvinfer), on x86 'pip install tensorrt'") from None
-    if _version(trt.__version__) < MIN_VERSION:
+    if version(trt) < MIN_VERSION:
         raise BackendError(f"TensorRT {trt.__version__} is too old; this backend needs TensorRT "
                            f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer")
     try:

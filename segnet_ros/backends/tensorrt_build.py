@@ -31,13 +31,15 @@ class BuildSettings:
     dla_core: int  # -1: the GPU
 
 
-def major_version(trt) -> int:
-    return int(str(trt.__version__).split(".")[0])
+def version(trt) -> tuple[int, int]:
+    """(major, minor) of the imported TensorRT, tolerant of suffixes such as '10.3.0.post1'."""
+    parts = [int("".join(ch for ch in part if ch.isdigit()) or 0) for part in str(trt.__version__).split(".")[:2]]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
 
 
 def network_flags(trt) -> int:
     """Explicit batch: a flag TensorRT 8.x needs and 10.x dropped (every network is explicit batch there)."""
-    if major_version(trt) >= 10:
+    if version(trt)[0] >= 10:
         return 0
     flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
     return 0 if flag is None else 1 << int(flag)

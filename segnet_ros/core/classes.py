@@ -133,10 +133,9 @@ class ClassTable:
                 explicit[index] = a
         return cls(tuple(names), rgb, explicit, tuple(warnings))
 
-    def write(self, labels: Path, colors: Path) -> None:
-        """Write ``classes.txt`` and ``colors.txt`` in the format :meth:`build` reads."""
-        labels.write_text("".join(f"{n}\n" for n in self.names), encoding="utf-8")
-        lines = []
-        for (r, g, b), a in zip(self.rgb.tolist(), self.explicit_alpha.tolist(), strict=True):
-            lines.append(f"{r} {g} {b}" + (f" {a}" if a >= 0 else "") + "\n")
-        colors.write_text("".join(lines), encoding="utf-8")
+    def texts(self) -> tuple[str, str]:
+        """The contents of ``classes.txt`` and ``colors.txt``, in the format :meth:`build` reads."""
+        labels = "".join(f"{n}\n" for n in self.names)
+        colors = "".join(f"{r} {g} {b}" + (f" {a}" if a >= 0 else "") + "\n"
+                         for (r, g, b), a in zip(self.rgb.tolist(), self.explicit_alpha.tolist(), strict=True))
+        return labels, colors

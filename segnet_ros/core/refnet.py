@@ -10,12 +10,11 @@ demos, never for perception.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomic
 from .classes import ClassTable
 from .model import ModelFiles
 
@@ -126,13 +125,8 @@ def build_reference_onnx(width: int, height: int, num_classes: int, seed: int = 
 def write_reference_model(folder: Path, width: int = 512, height: int = 256, num_classes: int = 21) -> ModelFiles:
     """Write ``fcn_resnet18.onnx``, ``classes.txt`` and ``colors.txt`` into ``folder`` (atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
-    classes = ClassTable.build(num_classes)
-    classes.write(folder / "classes.txt", folder / "colors.txt")
-    target = folder / "fcn_resnet18.onnx"
-    data = build_reference_onnx(width, height, num_classes)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".fcn_resnet18.", suffix=".tmp")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(data)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, target)
+    labels, colors = ClassTable.build(num_classes).texts()
+    write_atomic(folder / "classes.txt", labels.encode())
+    write_atomic(folder / "colors.txt", colors.encode())
+    write_atomic(folder / "fcn_resnet18.onnx", build_reference_onnx(width, height, num_classes))
     return ModelFiles.in_folder(folder, name=f"reference-{width}x{height}")

@@ -8,7 +8,6 @@ the work once: the second finds it installed.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 from ..core.classes import parse_labels
 from ..core.errors import ModelError
 from ..core.model import ModelFiles, load_model
+from ..files import exclusive_lock
 from .archive import Limits, extract
 from .download import DownloadError, DownloadPolicy, ProgressCallback, fetch
 from .locations import ONNX, OURS, Installed, model_dir
@@ -60,19 +60,10 @@ def _writing(root: Path) -> Iterator[None]:
         raise ModelError(f"cannot write into the model folder {root}: {exc.strerror or exc}") from None
 
 
-@contextmanager
-def _locked(root: Path, model: ZooModel) -> Iterator[None]:
-    """Hold the model's lock in ``root``; the lock file stays (deleting it would race)."""
-    with open(root / f".{model.dir}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process installing %s to finish", model.name)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(root: Path, model: ZooModel):
+    """The model's lock in ``root``: one process at a time installs or removes it."""
+    return exclusive_lock(root / f".{model.dir}.lock",
+                          f"waiting for another process installing {model.name} to finish")
 
 
 def _prepare(explicit_dir: str | Path | None) -> Path:
