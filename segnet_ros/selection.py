@@ -23,10 +23,15 @@ def select_model(
     output_blob: str = "output_0",
     model_dir: str = "",
     auto_download: bool = False,
+    is_path: bool | None = None,
 ) -> ModelFiles:
     """``spec`` is a path to an ONNX file (its classes.txt/colors.txt beside it are used when
-    present) or a model name; explicit ``labels``/``colors`` override either."""
-    if looks_like_path(spec):
+    present) or a model name; explicit ``labels``/``colors`` override either. ``is_path`` says
+    which, where the caller knows (``--model``); otherwise an existing file or a path-like
+    spelling is a path."""
+    if is_path is None:
+        is_path = looks_like_path(spec) or Path(spec).expanduser().is_file()
+    if is_path:
         onnx = Path(spec).expanduser()
         base = ModelFiles.in_folder(onnx.parent, name=onnx.stem)
         base = ModelFiles(onnx=onnx, labels=base.labels, colors=base.colors, name=onnx.parent.name or onnx.stem)

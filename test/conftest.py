@@ -67,13 +67,13 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run ``segnet-ros`` as users do, in a child process."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "segnet_ros.cli.main", *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
     )
 
 

@@ -137,7 +137,9 @@ def test_reference_network_by_name(scene, tmp_path):
                      str(tmp_path / "r.jpg"))
     assert result.returncode == 0, result.stderr
     assert "grid size:   4x2" in result.stdout and "num classes: 21" in result.stdout
-    assert (tmp_path / "r.jpg").stat().st_size > 0
+    picture = cv2.imread(str(tmp_path / "r.jpg"))
+    assert picture.shape == (HEIGHT, WIDTH + WIDTH // 2, 3)  # overlay plus half-size mask
+    assert (picture[HEIGHT // 2 + 2:, WIDTH + 2:] < 8).all()  # black under the mask (JPEG noise aside)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -169,9 +171,34 @@ def test_errors_are_one_clear_line(oracle_dir, scene, tmp_path, args, message):
 
 
 def test_invalid_arguments_are_refused(scene):
-    for args in (["--alpha", "300"], ["--filter-mode", "cubic"], ["--visualize", "both"]):
+    for args in (["--alpha", "300"], ["--alpha", "inf"], ["--alpha", "nan"], ["--filter-mode", "cubic"],
+                 ["--visualize", "both"], ["--threads", "-1"], ["--resize", "area"]):
         result = run_cli("segment", str(scene[0]), *args)
-        assert result.returncode == 2 and "error:" in result.stderr
+        assert result.returncode == 2 and "error:" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_bad_output_pattern_and_literal_percent(oracle_dir, scene, tmp_path):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(scene[0].read_bytes())
+    result = run_cli("segment", str(folder), str(tmp_path / "x_%d_%d.png"), *model_args(oracle_dir))
+    assert result.returncode == 1 and "must hold exactly one number field" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("segment", str(scene[0]), str(tmp_path / "50%off.png"), *model_args(oracle_dir))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "50%off.png").is_file()  # a literal %, not a pattern
+
+
+def test_model_path_without_onnx_suffix(oracle_dir, scene, tmp_path):
+    model = tmp_path / "mymodel"
+    model.write_bytes((oracle_dir / "fcn_resnet18.onnx").read_bytes())
+    args = list(model_args(oracle_dir, "--stats"))
+    args[args.index("--model") + 1] = str(model.name)
+    result = run_cli("segment", str(scene[0]), *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "num classes: 8" in result.stdout
 
 
 def test_single_image_output_for_many_frames_is_refused(oracle_dir, tmp_path, scene):

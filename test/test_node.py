@@ -402,3 +402,20 @@ def test_tensorrt_backend_in_the_node(tmp_path, probe, small_reference, fake_trt
     finally:
         again.stop()
     assert fake_trt.builds() == 1, "the cached engine was not reused"
+
+
+def test_shutdown_stops_the_workers_and_releases_the_backend(small_reference):
+    from rclpy.parameter import Parameter
+
+    from segnet_ros.node.segnet_node import SegnetNode
+
+    node = SegnetNode(parameter_overrides=[Parameter("model", value=str(small_reference.onnx)),
+                                           Parameter("backend", value="onnxruntime")])
+    released = []
+    close = node.net.backend.close
+    node.net.backend.close = lambda: (released.append(True), close())
+    workers = list(node._workers)
+    assert [w.name for w in workers] == ["segnet-infer", "segnet-publish"] and all(w.is_alive() for w in workers)
+    node.destroy_node()
+    assert not any(w.is_alive() for w in workers), "a worker thread outlived the node"
+    assert released == [True]

@@ -128,3 +128,30 @@ def test_rendering_into_caller_buffers(rng):
         renderer.color_mask(grid, rgba, 60, 40, "linear", np.zeros((40, 60), np.uint8))
     with pytest.raises(ValueError, match="out must be a contiguous uint8"):
         renderer.class_mask(grid, 60, 40, np.zeros((40, 60), np.float32))
+
+
+def test_rendering_from_two_threads_gives_the_same_pictures(rng):
+    import threading
+
+    renderer = Renderer(16, 8)
+    cases = []
+    for seed in range(2):
+        grid, rgba = random_case(np.random.default_rng(seed), 16, 8)
+        frame = np.random.default_rng(seed).integers(0, 256, (90, 160, 3), dtype=np.uint8)
+        cases.append((grid, rgba, frame, Renderer(16, 8).overlay(grid, rgba, frame, encoding("bgr8"), 160, 90,
+                                                                 "linear")))
+    wrong = []
+
+    def render(case):
+        grid, rgba, frame, expected = case
+        for _ in range(60):
+            if not np.array_equal(renderer.overlay(grid, rgba, frame, encoding("bgr8"), 160, 90, "linear"),
+                                  expected):
+                wrong.append(1)
+
+    threads = [threading.Thread(target=render, args=(case,)) for case in cases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong, f"{len(wrong)} of 120 overlays rendered from two threads were wrong"

@@ -4,6 +4,7 @@ import pytest
 from segnet_ros.backends import create_backend
 from segnet_ros.core.errors import FrameError
 from segnet_ros.core.model import ModelFiles, load_model
+from segnet_ros.core.preprocess import Preprocessor
 from segnet_ros.core.segnet import SegNet
 
 from oracle import NAMES, PALETTE, block_image
@@ -76,9 +77,24 @@ def test_results_of_an_older_frame_stay_correct(net):
     assert (b.color_mask() == PALETTE[3]).all()
 
 
-def test_confidence_mask(net):
-    result = net.process(block_image(np.full((4, 8), 4, np.uint8), 256, 128))
+def test_confidence_is_the_softmax_of_the_networks_logits(net, rng):
+    frame = block_image(rng.integers(1, 8, (4, 8)).astype(np.uint8), 256, 128)
+    result = net.process(frame)
+    tensor = Preprocessor(net.model.input_width, net.model.input_height)(frame, "rgb8")
+    logits = net.backend.run(tensor)[0].astype(np.float64)
+    probabilities = np.exp(logits - logits.max(axis=0)) / np.exp(logits - logits.max(axis=0)).sum(axis=0)
+    chosen = np.take_along_axis(probabilities, result.grid[None].astype(np.intp), axis=0)[0]
     confidence = result.confidence((16, 8))
     assert confidence.shape == (8, 16) and confidence.dtype == np.uint8
-    expected = (result.confidence_grid * 255).astype(np.uint8)
-    np.testing.assert_array_equal(confidence[::2, ::2], expected)
+    np.testing.assert_allclose(confidence[::2, ::2], np.floor(chosen * 255), atol=1)
+    assert (confidence[::2, ::2] == confidence[1::2, 1::2]).all()  # nearest: each cell covers 2x2 pixels
+
+
+def test_a_misspelt_ignore_class_is_reported(net, caplog):
+    with caplog.at_level("WARNING", logger="segnet_ros"):
+        net.update_settings(ignore_class="viod")
+    assert "ignore_class 'viod' names no class" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="segnet_ros"):
+        net.update_settings(ignore_class="red")
+    assert caplog.text == ""

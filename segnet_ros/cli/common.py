@@ -51,7 +51,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
         group.add_argument("--backend", choices=BACKENDS, default="auto",
                            help="inference backend (default auto: TensorRT, else ONNX Runtime)")
         group.add_argument("--device", choices=DEVICES, default="auto", help="device for ONNX Runtime (default auto)")
-        group.add_argument("--threads", type=int, default=0, help="CPU threads for ONNX Runtime (0: its default)")
+        group.add_argument("--threads", type=_int_at_least(0, "0 (ONNX Runtime decides) or a thread count"),
+                           default=0, help="CPU threads for ONNX Runtime (0: its default)")
     defaults = BackendOptions()
     group = parser.add_argument_group("TensorRT")
     group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
@@ -73,7 +74,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
 def model_files(args: argparse.Namespace) -> ModelFiles:
     """The files named by --model (or else --network), with the --labels/--colors/blob overrides."""
     return select_model(args.model or args.network, labels=args.labels or "", colors=args.colors or "",
-                        input_blob=args.input_blob, output_blob=args.output_blob, model_dir=args.model_dir or "")
+                        input_blob=args.input_blob, output_blob=args.output_blob, model_dir=args.model_dir or "",
+                        is_path=bool(args.model))
 
 
 def load_from_args(args: argparse.Namespace) -> Model:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,13 @@ class Sink:
         self._index = 0
         if suffix in VIDEO_EXTENSIONS:
             self.kind = "video"
-        elif suffix in IMAGE_EXTENSIONS and "%" in self.path.name:
+        elif suffix in IMAGE_EXTENSIONS and re.search(r"%0?\d*[id]", self.path.name):
             self.kind = "pattern"
+            try:
+                self.path.name % 0
+            except (TypeError, ValueError):
+                raise SegnetError(f"output pattern '{spec}' must hold exactly one number field such as %i "
+                                  "or %04d (write a literal % as %%)") from None
         elif suffix in IMAGE_EXTENSIONS:
             if source.video is not None or source.count > 1:
                 raise SegnetError(

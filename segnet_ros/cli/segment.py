@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
 from ..core.segnet import Segmentation, SegNet, SegNetSettings
 from .common import add_model_arguments, backend_from_args, load_from_args
@@ -28,7 +29,7 @@ def _visualize(text: str) -> tuple[str, ...]:
 def _alpha(text: str) -> int:
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "inf"
         value = -1
     if not 0 <= value <= 255:
         raise argparse.ArgumentTypeError(f"alpha must be 0..255, got '{text}'")
@@ -51,7 +52,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--ignore-class", "--ignore_class", dest="ignore_class", default="void",
                        help="class never chosen (default void)")
     group.add_argument("--alpha", type=_alpha, default=150, help="overlay alpha 0..255 (default 150)")
-    group.add_argument("--resize", choices=("linear", "nearest"), default="linear",
+    group.add_argument("--resize", choices=RESIZE_METHODS, default="linear",
                        help="pre-processing resize (default linear; nearest matches jetson-inference exactly)")
     group.add_argument("--stats", action="store_true", help="print the class histogram of each frame's grid")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             progress.update()
     finally:
         progress.close()
+        net.backend.close()
         if sink is not None:
             sink.close()
     elapsed = time.perf_counter() - started

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .errors import FrameError
-from .frames import check_frame, encoding
+from .frames import Encoding, check_frame, encoding
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -49,7 +49,10 @@ class Preprocessor:
     def __call__(self, frame: np.ndarray, encoding_name: str = "rgb8") -> np.ndarray:
         """Pre-process one frame; the returned tensor is overwritten by the next call."""
         enc = encoding(encoding_name)
-        frame = check_frame(frame, enc)
+        return self.prepare(check_frame(frame, enc), enc)
+
+    def prepare(self, frame: np.ndarray, enc: Encoding) -> np.ndarray:
+        """:meth:`__call__` for a frame :func:`check_frame` has already accepted."""
         planes = cv2.split(self._resize(frame))
         for channel, source in enumerate(enc.rgb_order):
             cv2.LUT(planes[source], self._tables[channel], dst=self._tensor[0, channel])

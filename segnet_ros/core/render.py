@@ -12,6 +12,7 @@ fall on the same pixels; uint8 results are truncated.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -103,31 +104,37 @@ class _Tiles:
 
 
 class Renderer:
-    """Class masks, colour masks, overlays and histograms of one grid size."""
+    """Class masks, colour masks, overlays and histograms of one grid size.
+
+    Safe to use from several threads: the caches and the tile buffers are shared, so a lock
+    lets one colour product render at a time (the node renders on one thread anyway).
+    """
 
     def __init__(self, grid_width: int, grid_height: int, cached_sizes: int = 4) -> None:
         self.grid_width, self.grid_height = grid_width, grid_height
         self._cached_sizes = cached_sizes
+        self._lock = threading.RLock()
         self._axes: OrderedDict[tuple[str, int], Axis] = OrderedDict()
         self._tiles: OrderedDict[int, _Tiles] = OrderedDict()
         self._samples: OrderedDict[tuple[int, int, int, int], tuple] = OrderedDict()
 
     # -- cached geometry ---------------------------------------------------------------
-    def _lru(self, cache: OrderedDict, key, make):
-        value = cache.get(key)
-        if value is None:
-            value = cache[key] = make()
-            while len(cache) > 2 * self._cached_sizes:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
-        return value
+    def _lru(self, cache: OrderedDict, key, make, limit: int | None = None):
+        with self._lock:
+            value = cache.get(key)
+            if value is None:
+                value = cache[key] = make()
+                while len(cache) > (limit or self._cached_sizes):
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end(key)
+            return value
 
     def axes(self, width: int, height: int) -> tuple[Axis, Axis]:
         """The (x, y) index maps for an output of ``width`` x ``height``."""
         return (
-            self._lru(self._axes, ("x", width), lambda: Axis.build(width, self.grid_width)),
-            self._lru(self._axes, ("y", height), lambda: Axis.build(height, self.grid_height)),
+            self._lru(self._axes, ("x", width), lambda: Axis.build(width, self.grid_width), 2 * self._cached_sizes),
+            self._lru(self._axes, ("y", height), lambda: Axis.build(height, self.grid_height), 2 * self._cached_sizes),
         )
 
     # -- nearest products ---------------------------------------------------------------
@@ -164,10 +171,11 @@ class Renderer:
         weights_y = ay.weights(mode)
         rgb_rows, _ = self._rows(grid, table, ax.weights(mode), alpha=False)
         out = _output(out, (height, width, 3))
-        tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
-        for start, stop, count in tiles.spans(height):
-            rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count])
-            np.copyto(out[start:stop], rgb.reshape(count, width, 3), casting="unsafe")
+        with self._lock:
+            tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
+            for start, stop, count in tiles.spans(height):
+                rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count])
+                np.copyto(out[start:stop], rgb.reshape(count, width, 3), casting="unsafe")
         return out
 
     def overlay(
@@ -194,17 +202,18 @@ class Renderer:
         if cols is not None:
             frame = np.take(frame, cols, axis=1)
         out = _output(out, (height, width, 3))
-        tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
-        for start, stop, count in tiles.spans(height):
-            rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count]).reshape(count, width, 3)
-            alpha = np.matmul(weights_y[start:stop], alpha_rows, out=tiles.alpha[:count])
-            inverse = np.subtract(_BLEND_SCALE, alpha, out=tiles.inverse[:count])
-            source = frame[start:stop] if rows is None else np.take(frame, rows[start:stop], axis=0)
-            np.copyto(tiles.source[:count], to_rgb(source, enc, tiles.source_rgb[:count]))
-            blend = cv2.blendLinear(rgb, tiles.source[:count], alpha, inverse, dst=tiles.blend[:count])
-            if enc.bgr:
-                np.copyto(tiles.blend_rgb[:count], blend, casting="unsafe")
-                cv2.cvtColor(tiles.blend_rgb[:count], cv2.COLOR_RGB2BGR, dst=out[start:stop])
-            else:
-                np.copyto(out[start:stop], blend, casting="unsafe")
+        with self._lock:
+            tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
+            for start, stop, count in tiles.spans(height):
+                rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count]).reshape(count, width, 3)
+                alpha = np.matmul(weights_y[start:stop], alpha_rows, out=tiles.alpha[:count])
+                inverse = np.subtract(_BLEND_SCALE, alpha, out=tiles.inverse[:count])
+                source = frame[start:stop] if rows is None else np.take(frame, rows[start:stop], axis=0)
+                np.copyto(tiles.source[:count], to_rgb(source, enc, tiles.source_rgb[:count]))
+                blend = cv2.blendLinear(rgb, tiles.source[:count], alpha, inverse, dst=tiles.blend[:count])
+                if enc.bgr:
+                    np.copyto(tiles.blend_rgb[:count], blend, casting="unsafe")
+                    cv2.cvtColor(tiles.blend_rgb[:count], cv2.COLOR_RGB2BGR, dst=out[start:stop])
+                else:
+                    np.copyto(out[start:stop], blend, casting="unsafe")
         return out

@@ -7,6 +7,7 @@ returns a :class:`Segmentation`; every picture is rendered only when asked for.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .preprocess import RESIZE_METHODS, Preprocessor
 from .render import FILTER_MODES, Renderer
 
 Size = tuple[int, int]  # (width, height)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,10 @@ class SegNet:
     def _apply(self, settings: SegNetSettings) -> None:
         colors = self.model.classes.rgba(settings.overlay_alpha)
         ignore_id = self.model.classes.index_of(settings.ignore_class) if settings.ignore_class else None
+        if settings.ignore_class and ignore_id is None and settings.ignore_class != SegNetSettings.ignore_class:
+            # "void" (the default) exists only in Cityscapes; any other name that matches nothing is a typo
+            log.warning("ignore_class '%s' names no class of %s; nothing is ignored", settings.ignore_class,
+                        self.model.name)
         preprocessor = Preprocessor(self.model.input_width, self.model.input_height, settings.resize)
         with self._lock:
             self._settings, self._colors, self._ignore_id = settings, colors, ignore_id
@@ -152,9 +158,10 @@ class SegNet:
         with self._lock:
             settings, colors, ignore_id, preprocessor = (
                 self._settings, self._colors, self._ignore_id, self._preprocessor)
-        frame = check_frame(frame, encoding(encoding_name))
+        enc = encoding(encoding_name)
+        frame = check_frame(frame, enc)
         start = time.perf_counter()
-        tensor = preprocessor(frame, encoding_name)
+        tensor = preprocessor.prepare(frame, enc)
         prepared = time.perf_counter()
         logits = self.backend.run(tensor)
         inferred = time.perf_counter()

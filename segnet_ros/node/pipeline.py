@@ -41,6 +41,10 @@ class LatestSlot:
             self._closed = True
             self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
 
 @dataclass
 class Snapshot:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersResult
@@ -169,7 +168,7 @@ class SegnetNode(Node):
 
     # -- the pipeline -------------------------------------------------------------------------
     def _work(self, slot: LatestSlot, stage) -> None:
-        while rclpy.ok():
+        while not slot.closed and self.context.ok():
             item = slot.take(timeout=0.5)
             if item is None:
                 continue
@@ -254,6 +253,11 @@ class SegnetNode(Node):
         self._diagnostics_pub.publish(array_msg)
 
     def destroy_node(self) -> None:
+        """Stop the workers, then release the backend (GPU memory, CUDA context) and the node."""
         self.slot.close()
         self._results.close()
+        for worker in getattr(self, "_workers", ()):
+            worker.join(timeout=10.0)
+        if getattr(self, "net", None) is not None:
+            self.net.backend.close()
         super().destroy_node()
