@@ -178,12 +178,17 @@ def test_invalid_arguments_are_refused(scene):
         assert "Traceback" not in result.stderr, (args, result.stderr)
 
 
-def test_bad_output_pattern_and_literal_percent(oracle_dir, scene, tmp_path):
+@pytest.fixture
+def two_images(scene, tmp_path):
     folder = tmp_path / "two"
     folder.mkdir()
     for name in ("a.png", "b.png"):
         (folder / name).write_bytes(scene[0].read_bytes())
-    result = run_cli("segment", str(folder), str(tmp_path / "x_%d_%d.png"), *model_args(oracle_dir))
+    return folder
+
+
+def test_bad_output_pattern_and_literal_percent(oracle_dir, scene, two_images, tmp_path):
+    result = run_cli("segment", str(two_images), str(tmp_path / "x_%d_%d.png"), *model_args(oracle_dir))
     assert result.returncode == 1 and "must hold exactly one number field" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli("segment", str(scene[0]), str(tmp_path / "50%off.png"), *model_args(oracle_dir))
@@ -201,12 +206,8 @@ def test_model_path_without_onnx_suffix(oracle_dir, scene, tmp_path):
     assert "num classes: 8" in result.stdout
 
 
-def test_single_image_output_for_many_frames_is_refused(oracle_dir, tmp_path, scene):
-    folder = tmp_path / "two"
-    folder.mkdir()
-    for name in ("a.png", "b.png"):
-        (folder / name).write_bytes(scene[0].read_bytes())
-    result = run_cli("segment", str(folder), str(tmp_path / "one.png"), *model_args(oracle_dir))
+def test_single_image_output_for_many_frames_is_refused(oracle_dir, two_images, tmp_path):
+    result = run_cli("segment", str(two_images), str(tmp_path / "one.png"), *model_args(oracle_dir))
     assert result.returncode == 1 and "give a folder, a pattern" in result.stderr
 
 
