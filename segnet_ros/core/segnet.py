@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classify import classify
-from .frames import check_frame, encoding
+from .frames import Encoding, check_frame, encoding
 from .model import Model
 from .preprocess import RESIZE_METHODS, Preprocessor
 from .render import FILTER_MODES, Renderer
@@ -56,11 +56,11 @@ class Timings:
 class Segmentation:
     """The result for one frame: the class grid, and lazily rendered products at any size."""
 
-    def __init__(self, net: SegNet, frame: np.ndarray, encoding_name: str, grid: np.ndarray,
+    def __init__(self, net: SegNet, frame: np.ndarray, enc: Encoding, grid: np.ndarray,
                  confidence: np.ndarray, settings: SegNetSettings, colors: np.ndarray) -> None:
         self._net = net
         self.frame = frame
-        self.encoding = encoding(encoding_name)
+        self.encoding = enc
         self.grid = grid
         self.confidence_grid = confidence
         self.settings = settings
@@ -134,7 +134,11 @@ class SegNet:
             # "void" (the default) exists only in Cityscapes; any other name that matches nothing is a typo
             log.warning("ignore_class '%s' names no class of %s; nothing is ignored", settings.ignore_class,
                         self.model.name)
-        preprocessor = Preprocessor(self.model.input_width, self.model.input_height, settings.resize)
+        current = getattr(self, "_preprocessor", None)
+        if current is not None and current.resize == settings.resize:
+            preprocessor = current  # its tables and buffers stay valid: only the resize method shapes them
+        else:
+            preprocessor = Preprocessor(self.model.input_width, self.model.input_height, settings.resize)
         with self._lock:
             self._settings, self._colors, self._ignore_id = settings, colors, ignore_id
             self._preprocessor = preprocessor
@@ -169,4 +173,4 @@ class SegNet:
         done = time.perf_counter()
         self.timings = Timings(
             (prepared - start) * 1e3, (inferred - prepared) * 1e3, (done - inferred) * 1e3)
-        return Segmentation(self, frame, encoding_name, grid, confidence, settings, colors)
+        return Segmentation(self, frame, enc, grid, confidence, settings, colors)
