@@ -83,14 +83,13 @@ class SegnetNode(Node):
         if values["use_camera_info"]:
             self._camera_info_pub = self.create_publisher(CameraInfo, "camera_info_mask", output_qos)
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
-        if values["input_transport"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_frame, input_qos)
-        else:
-            self.create_subscription(Image, "image", self._on_frame, input_qos)
+        compressed = values["input_transport"] == "compressed"
+        self._decode = compressed_to_array if compressed else image_to_array
+        topic = "image/compressed" if compressed else "image"
+        self.create_subscription(CompressedImage if compressed else Image, topic, self._on_frame, input_qos)
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
-        self._decode = compressed_to_array if values["input_transport"] == "compressed" else image_to_array
         self.get_logger().info(
-            f"segmenting {self.resolve_topic_name('image')} with {self.net.model.name} "
+            f"segmenting {self.resolve_topic_name(topic)} with {self.net.model.name} "
             f"({self.net.model.input_width}x{self.net.model.input_height}, {self.net.num_classes} classes) "
             f"on {self.net.backend.describe()}")
 
