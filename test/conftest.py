@@ -151,3 +151,53 @@ def fake_trt(monkeypatch, tmp_path):
     gc.collect()
     violations = fake.violations + _forget_fake_modules()
     assert not violations, f"the fakes recorded contract violations: {violations}"
+
+
+# -- segnet_node over real DDS (test_node*.py) -----------------------------------------------
+@pytest.fixture(scope="module")
+def ros_context():
+    """rclpy for one test module, on a private, loopback-only DDS domain."""
+    from segnet_ros.demo.harness import private_ros_environment
+
+    private_ros_environment()
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory):
+    """The reference network at 256x128 (grid 8x4): fast enough for many frames."""
+    from segnet_ros.core.refnet import write_reference_model
+
+    return write_reference_model(tmp_path_factory.mktemp("ref256"), 256, 128, 21)
+
+
+@pytest.fixture
+def probe(ros_context):
+    from segnet_ros.demo.harness import Probe
+
+    p = Probe()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def start_node(tmp_path, small_reference):
+    started = []
+
+    from segnet_ros.demo.harness import NodeProcess
+
+    def start(params=None, **kwargs):
+        merged = {"model": str(small_reference.onnx), "backend": "onnxruntime", "device": "cpu",
+                  "diagnostics_period": 0.5, **(params or {})}
+        node = NodeProcess(tmp_path / f"node{len(started)}.log", merged, **kwargs)
+        started.append(node)
+        node.wait_ready()
+        return node
+
+    yield start
+    for node in started:
+        node.stop()

@@ -2,132 +2,38 @@
 
 from __future__ import annotations
 
+import signal
+import struct
 import time
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.srv import GetParameters
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_helpers import (
+    HEIGHT,
+    LATCHED,
+    WIDTH,
+    as_array,
+    core_result,
+    diagnostics_values,
+    frame,
+    header,
+    publish_until,
+    send_counted,
+    set_parameter,
+)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String, UInt32MultiArray
 
-from segnet_ros.demo.harness import NodeProcess, Probe, private_ros_environment
+from segnet_ros.demo.harness import NodeProcess
+from segnet_ros.node.conversions import array_to_image
 
-private_ros_environment()  # before rclpy is initialised anywhere in this process
-
-import rclpy  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
-from std_msgs.msg import Header, String, UInt32MultiArray  # noqa: E402
-
-from segnet_ros.backends import create_backend  # noqa: E402
-from segnet_ros.core.model import ModelFiles, load_model  # noqa: E402
-from segnet_ros.core.segnet import SegNet, SegNetSettings  # noqa: E402
-from segnet_ros.node.conversions import array_to_image  # noqa: E402
-
-WIDTH, HEIGHT = 320, 240
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
-def small_reference(tmp_path_factory) -> ModelFiles:
-    """The reference network at 256x128 (grid 8x4): fast enough for many frames."""
-    from segnet_ros.core.refnet import write_reference_model
-
-    return write_reference_model(tmp_path_factory.mktemp("ref256"), 256, 128, 21)
-
-
-@pytest.fixture
-def probe():
-    p = Probe()
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def start_node(tmp_path, small_reference):
-    started = []
-
-    def start(params=None, **kwargs) -> NodeProcess:
-        merged = {"model": str(small_reference.onnx), "backend": "onnxruntime", "device": "cpu",
-                  "diagnostics_period": 0.5, **(params or {})}
-        node = NodeProcess(tmp_path / f"node{len(started)}.log", merged, **kwargs)
-        started.append(node)
-        node.wait_ready()
-        return node
-
-    yield start
-    for node in started:
-        node.stop()
-
-
-def frame(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-    for _ in range(12):  # blobs, so the untrained network sees structure
-        x, y = int(rng.integers(0, WIDTH)), int(rng.integers(0, HEIGHT))
-        cv2.circle(image, (x, y), int(rng.integers(10, 80)), [int(v) for v in rng.integers(0, 256, 3)], -1)
-    return image
-
-
-def header(stamp: float = 42.25, frame_id: str = "camera_optical") -> Header:
-    h = Header(frame_id=frame_id)
-    h.stamp.sec, h.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
-    return h
-
-
-def as_array(msg: Image) -> np.ndarray:
-    channels = msg.step // msg.width
-    data = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, channels)
-    return data[:, :, 0] if channels == 1 else data
-
-
-def diagnostics_values(probe: Probe) -> dict:
-    status = probe.messages("/diagnostics")[-1].status[0]
-    return {kv.key: kv.value for kv in status.values}
-
-
-def core_result(files: ModelFiles, image: np.ndarray, encoding: str, **settings):
-    model = load_model(files)
-    net = SegNet(model, create_backend("onnxruntime", model), SegNetSettings(**settings))
-    return net.process(image, encoding)
-
-
-def publish_until(probe: Probe, publisher, msg, topic: str, count: int = 1, timeout: float = 30.0) -> None:
-    """Best-effort input: publish again until the node has answered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        publisher.publish(msg)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            if len(probe.messages(topic)) >= count:
-                return
-            time.sleep(0.02)
-    raise AssertionError(f"no {topic} within {timeout} s")
-
-
-def set_parameter(probe: Probe, service: str, name: str, value) -> tuple[bool, str]:
-    client = probe.node.create_client(SetParameters, service)
-    assert client.wait_for_service(timeout_sec=20)
-    parameter_value = ParameterValue()
-    if isinstance(value, bool):
-        parameter_value.type, parameter_value.bool_value = ParameterType.PARAMETER_BOOL, value
-    elif isinstance(value, int):
-        parameter_value.type, parameter_value.integer_value = ParameterType.PARAMETER_INTEGER, value
-    else:
-        parameter_value.type, parameter_value.string_value = ParameterType.PARAMETER_STRING, value
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value)]))
-    probe.wait_for(future.done, 20, "set_parameters reply")
-    result = future.result().results[0]
-    return result.successful, result.reason
+pytestmark = pytest.mark.usefixtures("ros_context")
 
 
 def test_every_output_keeps_the_header_and_agrees_with_the_core(start_node, probe, small_reference):
@@ -230,11 +136,18 @@ def test_runtime_parameters(start_node, probe):
 
     for name, value, reason in (("overlay_alpha", 300, ""), ("filter_mode", "cubic", "filter_mode must be one of"),
                                 ("mask_size", "half", "mask_size must be one of"),
+                                ("ignore_class", "sky", "names no class of ref256"),
+                                ("mask_size", "depth", "needs use_depth"),
                                 ("model", "other.onnx", "read-only"), ("overlay_alpha", "high", "")):
         ok, text = set_parameter(probe, "/segnet/set_parameters", name, value)
         assert not ok, (name, value)
         assert reason.lower() in text.lower() and text, (name, text)
 
+    assert set_parameter(probe, "/segnet/set_parameters", "ignore_class", "class #3") == (True, "")
+    assert set_parameter(probe, "/segnet/set_parameters", "ignore_class", "") == (True, "")
+    assert set_parameter(probe, "/segnet/set_parameters", "mask_size", "64x48") == (True, "")
+    publish_until(probe, pub, array_to_image(header(), frame(), "bgr8"), "class_mask", count=3)
+    assert (probe.messages("class_mask")[-1].width, probe.messages("class_mask")[-1].height) == (64, 48)
     assert set_parameter(probe, "/segnet/set_parameters", "overlay_alpha", 40) == (True, "")
     probe.wait_for(lambda: any("- 40" in m.data or ", 40]" in m.data for m in probe.messages("class_labels")),
                    what="class_labels with the new alpha")
@@ -254,17 +167,19 @@ def test_bad_frames_are_counted_and_survived(start_node, probe):
     pub = probe.publisher(Image, "image")
     probe.wait_matched(pub)
     good = array_to_image(header(), frame(), "bgr8")
+    # a good frame answered first: both sides have matched, so nothing below is lost to discovery
+    publish_until(probe, pub, good, "class_mask")
+    probe.wait_for(lambda: probe.messages("/diagnostics"), what="diagnostics")
     unsupported = array_to_image(header(), np.zeros((4, 4, 4), np.uint8), "32FC1")
     truncated = array_to_image(header(), frame(), "bgr8")
     truncated.data = truncated.data[: len(truncated.data) // 2]
     empty = Image(header=header(), encoding="rgb8", width=0, height=0, step=0)
     odd_yuv = array_to_image(header(), np.zeros((4, 5, 2), np.uint8), "yuv422")
-    for bad in (unsupported, truncated, empty, odd_yuv):
-        pub.publish(bad)
-        time.sleep(0.3)  # one at a time: the newest-frame slot would otherwise drop some
-    publish_until(probe, pub, good, "class_mask")
-    probe.wait_for(lambda: probe.messages("/diagnostics") and diagnostics_values(probe)["frames_bad"] == "4",
-                   what="diagnostics counting 4 bad frames")
+    huge = Image(header=header(), encoding="mono8", width=100_000, height=100_000, step=100_000)
+    for count, bad in enumerate((unsupported, truncated, empty, odd_yuv, huge), start=1):
+        send_counted(probe, pub, bad, "frames_bad", count)  # one at a time: the newest-frame slot drops none
+    publish_until(probe, pub, good, "class_mask", count=2)
+    assert diagnostics_values(probe)["frames_bad"] == "5"
 
 
 def test_no_subscribers_means_no_inference(start_node, probe):
@@ -330,9 +245,12 @@ def test_overload_drops_frames_instead_of_queueing(start_node, probe, tmp_path):
     latencies = [a - stamp(m) for a, m in zip(arrivals, received, strict=True)]
     processed_hz = len(received) / 6.0
     assert sent / 6.0 >= 3 * processed_hz, f"not overloaded: {sent} sent, {len(received)} processed"
-    assert max(latencies) < 1.0, f"latency grew to {max(latencies):.2f} s: frames were queued"
+    # Bounds relative to this run's own frame period, so a slower machine does not fail a correct node:
+    # newest-frame slots keep latency within a few periods, a queue would grow it by seconds.
+    period = 1.0 / processed_hz
     late = latencies[len(latencies) // 2:]
-    assert np.mean(late) < 0.6, f"latency {np.mean(late):.2f} s in the second half"
+    assert max(latencies) < 5 * period + 0.2, f"latency grew to {max(latencies):.2f} s (period {period:.2f} s)"
+    assert np.mean(late) < 3 * period + 0.1, f"latency {np.mean(late):.2f} s in the second half (period {period:.2f})"
     probe.wait_for(lambda: int(diagnostics_values(probe)["frames_dropped"]) > 0, what="drops in diagnostics")
 
 
@@ -342,6 +260,9 @@ def test_overload_drops_frames_instead_of_queueing(start_node, probe, tmp_path):
     ({"model": "fcn-resnet18-citiscapes"}, "fcn-resnet18-cityscapes"),
     ({"mask_size": "half"}, "mask_size must be one of"),
     ({"overlay_alpha": 999}, "overlay_alpha"),
+    ({"ignore_class": "skyy"}, "ignore_class 'skyy' names no class of ref256"),
+    ({"mask_size": "depth"}, "mask_size depth needs use_depth:=true"),
+    ({"mask_size": "640x0"}, "mask_size must be one of input, grid, depth or WxH"),
 ])
 def test_startup_failure_is_one_error_line(tmp_path, small_reference, params, message):
     merged = {"model": str(small_reference.onnx), "backend": "onnxruntime", **params}
@@ -412,10 +333,76 @@ def test_shutdown_stops_the_workers_and_releases_the_backend(small_reference):
     node = SegnetNode(parameter_overrides=[Parameter("model", value=str(small_reference.onnx)),
                                            Parameter("backend", value="onnxruntime")])
     released = []
-    close = node.net.backend.close
-    node.net.backend.close = lambda: (released.append(True), close())
-    workers = list(node._workers)
-    assert [w.name for w in workers] == ["segnet-infer", "segnet-publish"] and all(w.is_alive() for w in workers)
+    backend = node.segmenter.net.backend
+    close = backend.close
+    backend.close = lambda: (released.append(True), close())
+    workers = node.segmenter.camera.workers
+    assert [w.name for w in workers] == ["segnet-infer-camera", "segnet-publish-camera"]
+    assert all(w.is_alive() for w in workers)
     node.destroy_node()
     assert not any(w.is_alive() for w in workers), "a worker thread outlived the node"
     assert released == [True]
+
+
+@pytest.mark.parametrize("signum, delay", [(signal.SIGINT, 0.3), (signal.SIGINT, 1.5), (signal.SIGTERM, 1.0)])
+def test_stopping_during_start_up_is_quiet(tmp_path, signum, delay):
+    """Ctrl-C or SIGTERM while the node is still importing or building its session: status 0, no traceback."""
+    from segnet_ros.core.refnet import write_reference_model
+
+    heavy = write_reference_model(tmp_path / "ref1024", 1024, 512, 21)  # a session that takes a while
+    node = NodeProcess(tmp_path / "early.log", {"model": str(heavy.onnx), "backend": "onnxruntime"})
+    time.sleep(delay)
+    node.process.send_signal(signum)
+    assert node.process.wait(timeout=30) == 0, node.log()
+    node.stop()
+    assert "Traceback" not in node.log() and "ERROR" not in node.log(), node.log()
+
+
+def test_shutdown_under_load_reports_nothing(start_node, probe):
+    """SIGINT while frames are in flight: the workers stop before the context, so no spurious error."""
+    node = start_node()
+    for topic in ("overlay", "class_mask", "color_mask"):
+        probe.subscribe(Image, topic)
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    msg = array_to_image(header(), frame(8), "bgr8")
+    publish_until(probe, pub, msg, "overlay")
+    for _ in range(40):  # far faster than the node: it is mid-frame whenever the signal comes
+        pub.publish(msg)
+        time.sleep(0.01)
+    assert node.stop() == 0, node.log()
+    log = node.log()
+    assert "frame failed" not in log and "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_core_log_records_reach_rosout_under_the_namespaced_name(start_node, probe):
+    from rcl_interfaces.msg import Log
+
+    probe.subscribe(Log, "/rosout", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                               durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    start_node({"backend": "auto"}, namespace="/robot1")  # "backend auto chose ..." comes from the core
+    probe.wait_for(lambda: any(m.name == "robot1.segnet" and "backend auto chose" in m.msg
+                               for m in probe.messages("/rosout")), what="the core's record in /rosout")
+
+
+def test_compressed_frames_declaring_huge_sizes_are_bad_frames(start_node, probe):
+    node = start_node({"input_transport": "compressed", "max_input_pixels": 1_000_000})
+    probe.subscribe(Image, "class_mask")
+    probe.subscribe(DiagnosticArray, "/diagnostics")
+    pub = probe.publisher(CompressedImage, "image/compressed")
+    probe.wait_matched(pub)
+    ok, png = cv2.imencode(".png", frame(9))
+    good = CompressedImage(header=header(), format="png")
+    good.data = png.tobytes()
+    publish_until(probe, pub, good, "class_mask")
+    ihdr = struct.pack(">II5B", 100_000, 100_000, 8, 2, 0, 0, 0)  # a PNG header declaring 100000x100000
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = CompressedImage(header=header(), format="png")
+    bomb.data = b"\x89PNG\r\n\x1a\n" + chunk + png.tobytes()[33:]
+    ok, big = cv2.imencode(".jpg", np.zeros((1100, 1000, 3), np.uint8))  # valid, but over max_input_pixels
+    large = CompressedImage(header=header(), format="jpeg")
+    large.data = big.tobytes()
+    for count, bad in enumerate((bomb, large), start=1):
+        send_counted(probe, pub, bad, "frames_bad", count)
+    log = node.log()
+    assert "max_input_pixels" in log and "frame failed" not in log and "libpng" not in log, log

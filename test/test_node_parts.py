@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sensor_msgs.msg import CameraInfo, CompressedImage
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from segnet_ros.core.errors import FrameError
@@ -224,3 +224,52 @@ def test_image_buffers_are_reused_and_drawn_into():
     assert drawn_at[2] != drawn_at[0] and other.step == 3 and list(other.data) == [1] * 6
     bigger = buffers.image("overlay", None, (4, 3, 3), "rgb8", fill(2))
     assert len(bigger.data) == 36
+
+
+def test_depth_messages_become_views_in_their_byte_order():
+    from segnet_ros.node.conversions import depth_to_array
+
+    raw = np.arange(12, dtype=">u2").reshape(3, 4)
+    msg = Image(header=Header(), height=3, width=4, encoding="16UC1", is_bigendian=1, step=10)
+    padded = np.zeros((3, 10), np.uint8)
+    padded[:, :8] = raw.view(np.uint8)
+    msg.data = padded.tobytes()
+    values, metres = depth_to_array(msg)
+    assert metres == 0.001 and values.shape == (3, 4) and values.tolist() == raw.tolist()
+    for mutate, message in ((dict(encoding="rgb8"), "unsupported depth encoding"),
+                            (dict(data=b"\0" * 10), "needs 30"),
+                            (dict(step=7), "smaller than width"),
+                            (dict(width=5, step=11, data=b"\0" * 33), "not a multiple of 2")):
+        bad = Image(header=Header(), height=3, width=4, encoding="16UC1", step=10, data=msg.data)
+        for key, value in mutate.items():
+            setattr(bad, key, value)
+        with pytest.raises(FrameError, match=message):
+            depth_to_array(bad)
+    with pytest.raises(FrameError, match="max_input_pixels"):
+        depth_to_array(msg, max_pixels=11)
+
+
+def test_compressed_headers_are_read_without_decoding():
+    import cv2
+
+    from segnet_ros.node.conversions import compressed_size
+
+    for ext in (".png", ".jpg"):
+        ok, data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
+        assert compressed_size(data.tobytes()) == (53, 37), ext
+    assert compressed_size(b"GIF89a....") is None and compressed_size(b"\xff\xd8\xff") is None
+    ok, data = cv2.imencode(".png", np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(FrameError, match="max_input_pixels"):
+        compressed_to_array(CompressedImage(format="png", data=data.tobytes()), max_pixels=1599)
+
+
+def test_cloud_messages_describe_their_points():
+    from segnet_ros.core.pointcloud import CLOUD_DTYPE
+    from segnet_ros.node.conversions import ImageBuffers
+
+    buffers = ImageBuffers()
+    msg = buffers.cloud("points", Header(frame_id="depth"), 2, 3, lambda out: out.fill(0))
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (2, 3, 20, 60)
+    assert [(f.name, f.offset, f.datatype) for f in msg.fields] == [
+        ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("label", 12, 6), ("confidence", 16, 7)]
+    assert len(msg.data) == 6 * CLOUD_DTYPE.itemsize and msg.header.frame_id == "depth"

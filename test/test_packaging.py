@@ -1,6 +1,8 @@
 """The ROS packaging: colcon builds the package and installs what `ros2 run`/`ros2 launch` need."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -60,3 +62,56 @@ def test_core_never_imports_rclpy():
             continue
         text = path.read_text()
         assert "import rclpy" not in text and "from rclpy" not in text, path
+
+
+def test_colcon_builds_only_segnet_ros():
+    """msgs/ holds vision_msgs for the pip path only: a ROS workspace uses the real package."""
+    assert (ROOT / "msgs" / "COLCON_IGNORE").is_file()
+
+
+def test_vision_msgs_copy_has_the_upstream_definitions():
+    """Field for field ros-perception/vision_msgs 4.1.1 (comments are ours and do not count)."""
+    upstream = {
+        "VisionClass": ["uint16 class_id", "string class_name"],
+        "LabelInfo": ["std_msgs/Header header", "vision_msgs/VisionClass[] class_map", "float32 threshold"],
+    }
+    folder = ROOT / "msgs" / "vision_msgs"
+    assert sorted(p.stem for p in (folder / "msg").glob("*.msg")) == sorted(upstream)
+    for name, fields in upstream.items():
+        lines = [line.split("#")[0].strip() for line in (folder / "msg" / f"{name}.msg").read_text().splitlines()]
+        assert [" ".join(line.split()) for line in lines if line] == fields, name
+        assert f"msg/{name}.msg" in (folder / "CMakeLists.txt").read_text()
+    package = ET.parse(folder / "package.xml").getroot()
+    assert package.findtext("name") == "vision_msgs" and package.findtext("version") == "4.1.1"
+    assert {e.text for e in package if e.tag.endswith("depend")} == {
+        "ament_cmake", "rosidl_default_generators", "std_msgs", "rosidl_default_runtime"}
+    assert package.findtext("member_of_group") == "rosidl_interface_packages"
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("3.3.11", {"ROS_LOCALHOST_ONLY": "1"}),  # Humble: no discovery range yet
+    ("7.1.6", {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}),  # Jazzy: ROS_LOCALHOST_ONLY is deprecated
+    ("9.1.2", {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}),  # Kilted
+])
+def test_private_ros_environment_chooses_loopback_per_distro(tmp_path, version, expected):
+    """The distro is read from the rclpy found on the path, which must not be imported."""
+    site = tmp_path / "lib" / "python3" / "site-packages"
+    (site / "rclpy").mkdir(parents=True)
+    (site / "rclpy" / "__init__.py").write_text("raise SystemExit('rclpy was imported')\n")
+    (tmp_path / "share" / "rclpy").mkdir(parents=True)
+    (tmp_path / "share" / "rclpy" / "package.xml").write_text(
+        f'<?xml version="1.0"?>\n<package format="2">\n  <name>rclpy</name>\n'
+        f'  <version>{version}</version>\n</package>\n')
+    code = ("import json, os, sys\n"
+            "from segnet_ros.demo.harness import private_ros_environment\n"
+            "env = private_ros_environment()\n"
+            "print(json.dumps([env, 'rclpy' in sys.modules, os.environ.get('ROS_LOCALHOST_ONLY')]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_", "AMENT_", "SEGNET_PRIVATE"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), ROS_LOCALHOST_ONLY="1")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    chosen, imported, localhost_only = json.loads(result.stdout)
+    assert not imported
+    assert {k: v for k, v in chosen.items() if k.startswith("ROS_") and k != "ROS_DOMAIN_ID"} == expected
+    assert re.fullmatch(r"\d+", chosen["ROS_DOMAIN_ID"])
+    assert localhost_only == expected.get("ROS_LOCALHOST_ONLY")  # a user's ROS_LOCALHOST_ONLY is dropped on Iron+

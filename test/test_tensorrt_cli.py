@@ -168,4 +168,4 @@ def test_bad_tensorrt_arguments_are_refused(argument, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["build-engine", *argument])
     error = capsys.readouterr().err
-    assert exit_.value.code == 2 and argument[0] in error and ("expected" in error or "invalid choice" in error)
+    assert exit_.value.code == 1 and argument[0] in error and ("expected" in error or "invalid choice" in error)

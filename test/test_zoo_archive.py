@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import pytest
@@ -55,9 +56,16 @@ HOSTILE = {
                       "link '" + TOP + "/a' -> 'b/../../outside' leads out"),
     "write-through-link": ([(f"{TOP}/d", "dir", b""), (f"{TOP}/up", "symlink", "d"), (f"{TOP}/up/evil", "file", b"x")],
                            "lies behind the link"),
-    "hardlink-up": ([(f"{TOP}/h", "hardlink", "../outside/evil")], "climbs out of the folder"),
-    "hardlink-absolute": ([(f"{TOP}/h", "hardlink", "/etc/passwd")], "has an absolute path"),
-    "hardlink-dangling": ([(f"{TOP}/h", "hardlink", f"{TOP}/nothing")], "names no file before it"),
+    # a hard link is named by its own name, not by its target as if that were the member
+    "hardlink-up": ([(f"{TOP}/h", "hardlink", "../outside/evil")],
+                    f"hard link '{TOP}/h' -> '../outside/evil' leads out of the folder"),
+    "hardlink-absolute": ([(f"{TOP}/h", "hardlink", "/etc/passwd")],
+                          f"hard link '{TOP}/h' -> '/etc/passwd' leads out of the folder"),
+    "hardlink-dangling": ([(f"{TOP}/h", "hardlink", f"{TOP}/nothing")],
+                          f"hard link '{TOP}/h' -> '{TOP}/nothing' names no file before it"),
+    "hardlink-through-link": ([(f"{TOP}/d/f", "file", b"x"), (f"{TOP}/up", "symlink", "d"),
+                               (f"{TOP}/h", "hardlink", f"{TOP}/up/f")],
+                              f"hard link '{TOP}/h' -> '{TOP}/up/f' lies behind the link '{TOP}/up'"),
     "char-device": ([(f"{TOP}/null", "chr", b"")], "is a device file"),
     "block-device": ([(f"{TOP}/sda", "blk", b"")], "is a device file"),
     "fifo": ([(f"{TOP}/pipe", "fifo", b"")], "is a fifo"),
@@ -96,9 +104,38 @@ def test_truncated_or_garbage_archives(tmp_path, box):
     truncated.write_bytes(good[: len(good) // 2])
     with pytest.raises(ModelError, match="damaged or truncated archive"):
         extract(truncated, box[0])
-    garbage = tmp_path / "garbage.tar.gz"
-    garbage.write_bytes(b"<html>not found</html>")
-    with pytest.raises(ModelError, match="damaged or truncated archive"):
-        extract(garbage, tmp_path / "into2")
     with pytest.raises(ModelError, match="archive not found"):
         extract(tmp_path / "missing.tar.gz", box[0])
+
+
+def _refusal(archive, into) -> str:
+    with pytest.raises(ModelError) as caught:
+        extract(archive, into)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{archive}: ")
+    return message
+
+
+def test_what_never_was_an_archive_is_called_so_in_one_line(tmp_path):
+    """tarfile explains in five lines; the hint to download again is wrong for a file that never was an archive."""
+    page = tmp_path / "page.tar.gz"
+    page.write_bytes(b"<html>not found</html>")
+    message = _refusal(page, tmp_path / "a")
+    assert "not a tar or tar.gz archive (it starts with b'<html>not found<')" in message
+    assert "give the model's .tar.gz" in message and "again" not in message and "truncated" not in message
+    empty = tmp_path / "empty.tar.gz"
+    empty.write_bytes(b"")
+    assert "the file is empty, not a model archive" in _refusal(empty, tmp_path / "b")
+    zipped_page = tmp_path / "zipped.tar.gz"
+    zipped_page.write_bytes(gzip.compress(b"<html>not found</html>" * 40))
+    assert "not a tar archive inside its compression" in _refusal(zipped_page, tmp_path / "c")
+
+
+def test_an_archive_over_the_size_limit_is_refused_unread(tmp_path, box):
+    folder = oracle_model(tmp_path / TOP, 320, 320, 21)
+    archive = make_archive(tmp_path / "m.tar.gz", folder)
+    size = archive.stat().st_size
+    with pytest.raises(ModelError, match=f"{size} bytes, over the {size - 1}-byte limit for a model archive"):
+        extract(archive, box[0], Limits(max_archive=size - 1))
+    assert list(box[0].iterdir()) == []
+    extract(archive, box[0], Limits(max_archive=size))

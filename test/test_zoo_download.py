@@ -9,6 +9,7 @@ import pytest
 
 from segnet_ros.core.errors import ModelError
 from segnet_ros.zoo import resolve_network
+from segnet_ros.zoo.archive import Limits
 from segnet_ros.zoo.download import DownloadError, DownloadPolicy, fetch
 from segnet_ros.zoo.install import download
 from segnet_ros.zoo.registry import lookup
@@ -122,7 +123,40 @@ def test_a_page_instead_of_an_archive_is_refused(model_server, monkeypatch, zoo_
     model_server.content_type = content_type
     with pytest.raises(DownloadError, match=message):
         download(MODEL, policy=FAST)
-    assert len(model_server.requests) == 1 and not (zoo_dirs.models / MODEL.dir).exists()
+    assert len(model_server.requests) == 1 and _leftovers(zoo_dirs.models) == []  # not even a 0-byte .part
+
+
+@pytest.mark.parametrize("earlier_part", [False, True], ids=["fresh", "resumed"])
+def test_a_declared_size_over_the_limit_is_refused_before_reading(published, model_server, zoo_dirs, earlier_part):
+    declared = 50 * 10**9
+    model_server.declared_length = declared
+    if earlier_part:  # a resumed download is refused on the total its Content-Range declares
+        zoo_dirs.models.mkdir(parents=True)
+        (zoo_dirs.models / f".{MODEL.archive}.part").write_bytes(published[: len(published) // 2])
+    with pytest.raises(DownloadError) as caught:
+        download(MODEL, policy=FAST)
+    assert f"{MODEL.archive} is {declared} bytes, over the {Limits().max_archive}-byte limit" in str(caught.value)
+    assert len(model_server.requests) == 1 and _leftovers(zoo_dirs.models) == []  # refused, and nothing kept
+
+
+def test_a_body_of_undeclared_size_is_stopped_at_the_limit(model_server, monkeypatch, zoo_dirs):
+    monkeypatch.setenv("SEGNET_ROS_MODEL_URL_BASE", model_server.url_base)
+    model_server.publish(b"\x1f\x8b" + bytes(3 << 20), MODEL.archive)
+    model_server.send_length = False
+    seen = []
+    with pytest.raises(DownloadError, match=f"{MODEL.archive} sends more than {1 << 20} bytes, the limit"):
+        download(MODEL, policy=FAST, limits=Limits(max_archive=1 << 20), progress=lambda done, _: seen.append(done))
+    assert max(seen) <= 1 << 20 and len(model_server.requests) == 1 and _leftovers(zoo_dirs.models) == []
+
+
+def test_a_redirect_loop_is_one_line(model_server, monkeypatch, zoo_dirs):
+    monkeypatch.setenv("SEGNET_ROS_MODEL_URL_BASE", model_server.url_base)
+    model_server.redirect_loop = True
+    with pytest.raises(DownloadError) as caught:
+        download(MODEL, policy=FAST)
+    message = str(caught.value)
+    assert "\n" not in message and "the server's redirects go round in a loop or are too many (HTTP 302)" in message
+    assert _leftovers(zoo_dirs.models) == []
 
 
 def test_truncated_gzip_is_refused_and_nothing_installed(published, model_server, zoo_dirs):

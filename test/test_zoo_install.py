@@ -65,6 +65,46 @@ def test_archive_folder_names_the_model_or_name_is_needed(tmp_path, zoo_dirs):
             tar.add(folder / name, arcname=name)
     installed = install_archive(flat, DEEPSCENE, tmp_path / "elsewhere")
     assert sorted(p.name for p in installed.folder.iterdir()) == sorted(FILES)
+    assert installed.folder.stat().st_mode & 0o777 == 0o755  # not the private folder's 0o700
+
+
+def test_messages_name_the_archive_not_our_private_folder(tmp_path, zoo_dirs):
+    flat = tmp_path / "flat.tar.gz"
+    folder = oracle_model(tmp_path / "src", 864, 480, 5)
+    with tarfile.open(flat, "w:gz") as tar:
+        for name in FILES:
+            tar.add(folder / name, arcname=name)
+    with pytest.raises(ModelError) as caught:
+        install_archive(flat)
+    assert str(caught.value) == (
+        f"{flat}: holds its files at the top, not in a folder named after the model, so which model it is "
+        f"cannot be told; say it: segnet-ros models install {flat} --name NAME")  # not our private folder's name
+    broken = zoo_folder(tmp_path, VOC)
+    (broken / "fcn_resnet18.onnx").write_bytes(b"not onnx")
+    archive = make_archive(tmp_path / VOC.archive, broken)
+    with pytest.raises(ModelError) as caught:
+        install_archive(archive)
+    assert str(caught.value).startswith(f"{archive}, member {VOC.dir}/fcn_resnet18.onnx: not a valid ONNX model")
+    assert _entries(zoo_dirs.models) == []
+
+
+@pytest.mark.parametrize("link,target", [
+    ("up", ".."),  # stays in the archive, leaves the model's folder
+    ("labels", f"../{DEEPSCENE.dir}/classes.txt"),  # into another model's folder once installed
+    ("sub/deep", "../../x"),
+], ids=["parent", "other-model", "deep"])
+def test_links_that_leave_the_model_folder_are_refused(tmp_path, zoo_dirs, link, target):
+    folder = zoo_folder(tmp_path, VOC)
+    (folder / link).parent.mkdir(exist_ok=True)
+    (folder / link).symlink_to(target)
+    archive = make_archive(tmp_path / VOC.archive, folder)
+    with pytest.raises(ModelError) as caught:
+        install_archive(archive)
+    assert str(caught.value) == f"{archive}: link '{VOC.dir}/{link}' -> '{target}' leads out of the model's folder"
+    assert _entries(zoo_dirs.models) == []
+    (folder / link).unlink()
+    (folder / link).symlink_to("../classes.txt" if "/" in link else "classes.txt")  # one that stays is kept
+    assert install_archive(make_archive(tmp_path / "ok.tar.gz", folder)).fresh
 
 
 @pytest.mark.parametrize("change,message", [
@@ -158,3 +198,44 @@ def test_two_processes_installing_the_same_model(tmp_path, zoo_dirs):
     assert any("is already installed in" in line for line in outputs)
     assert _entries(zoo_dirs.models) == [VOC.dir]
     assert all((zoo_dirs.models / VOC.dir / name).is_file() for name in FILES)
+
+
+def _install_process(archive) -> subprocess.Popen:
+    command = [sys.executable, "-m", "segnet_ros.cli.main", "models", "install", str(archive)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _waiting(process) -> None:
+    """Wait until ``process`` has unpacked into its private folder and waits for the model's lock."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(process.stderr, lines), daemon=True).start()
+    assert "waiting for another process installing" in lines.get(timeout=30)
+
+
+def test_a_killed_install_leaves_nothing_for_long(tmp_path, zoo_dirs):
+    """What a process killed while unpacking leaves is swept by the next install; a live one's is not."""
+    archive = make_archive(tmp_path / VOC.archive, zoo_folder(tmp_path, VOC))
+    zoo_dirs.models.mkdir(parents=True)
+    (zoo_dirs.models / ".removing-left-over" / VOC.dir).mkdir(parents=True)  # killed while deleting
+    lock = open(zoo_dirs.models / f".{VOC.dir}.lock", "a")  # noqa: SIM115 - held across the processes' lives
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    processes = []
+    try:
+        killed = _install_process(archive)
+        _waiting(killed)
+        killed.kill()
+        killed.communicate(timeout=30)
+        (dead,) = zoo_dirs.models.glob(".incoming-*")
+        assert (dead / VOC.dir / "fcn_resnet18.onnx").is_file()
+        for _ in range(2):
+            processes.append(_install_process(archive))
+            _waiting(processes[-1])
+            incoming = sorted(zoo_dirs.models.glob(".incoming-*"))
+            assert dead not in incoming and len(incoming) == len(processes)  # the live ones' stay
+        assert not (zoo_dirs.models / ".removing-left-over").exists()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert _entries(zoo_dirs.models) == [VOC.dir]

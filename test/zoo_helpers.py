@@ -86,6 +86,9 @@ class ModelServer:
         self.failures = 0  # the next `failures` requests get 500
         self.content_type = "application/gzip"
         self.stall = 0.0  # seconds to wait before answering
+        self.declared_length: int | None = None  # the size to claim (Content-Length, Content-Range) if not the true one
+        self.send_length = True  # False: no Content-Length, the body ends when the connection closes
+        self.redirect_loop = False  # every request is redirected to itself
         self.requests: list[tuple[str, str | None]] = []  # (request target, Range header)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.handle_error = lambda request, address: None  # clients that hang up are part of the tests
@@ -121,6 +124,12 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 server.failures -= 1
                 self.send_error(500, "Internal Server Error")
                 return
+            if server.redirect_loop:
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = server.files.get(urlparse(self.path).path)
             if body is None:
                 self.send_error(404, "Not Found")
@@ -136,11 +145,13 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                     self.end_headers()
                     return
                 self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                total = server.declared_length or len(body)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{total}")
             else:
                 self.send_response(200)
             self.send_header("Content-Type", server.content_type)
-            self.send_header("Content-Length", str(len(body) - start))
+            if server.send_length:
+                self.send_header("Content-Length", str((server.declared_length or len(body)) - start))
             self.end_headers()
             payload = body[start:]
             if server.cuts > 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 
 from ..core.errors import BackendError
@@ -15,7 +17,9 @@ CPU_PROVIDER = "CPUExecutionProvider"
 def _onnxruntime():
     try:
         import onnxruntime
-    except ImportError:
+    except ImportError as exc:
+        if importlib.util.find_spec("onnxruntime") is not None:  # installed, but it failed to load
+            raise BackendError(f"ONNX Runtime is installed but cannot be loaded: {exc}") from None
         raise BackendError(
             "ONNX Runtime is not installed; install it with 'pip install onnxruntime' "
             "(or onnxruntime-gpu for CUDA)"
@@ -59,6 +63,16 @@ class OnnxRuntimeBackend(Backend):
         self._output = model.files.output_blob
         self._input_shape = model.input_shape
         self._output_shape = model.output_shape
+        self._check_output_shape(model)
+
+    def _check_output_shape(self, model: Model) -> None:
+        """Run one blank frame: a graph whose declared output differs from what it computes (an FCN
+        re-exported at another size with the old declaration) fails here, at start-up, not per frame."""
+        (logits,) = self._session.run([self._output], {self._input: np.zeros(self._input_shape, np.float32)})
+        if logits.shape != self._output_shape:
+            raise BackendError(
+                f"{model.files.onnx}: the model declares output {list(self._output_shape)} but computes "
+                f"{list(logits.shape)}; re-export it with matching input and output shapes")
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         check_input(tensor, self._input_shape)

@@ -1,9 +1,12 @@
-"""Arguments every subcommand that loads a model shares, spelled as segnet.py spells them."""
+"""Arguments the subcommands share: the model ones spelled as segnet.py spells them, and the number
+types that refuse a bad value where it is parsed (argparse then reports it as our one error line)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..backends import BACKENDS, BackendOptions, create_backend
@@ -13,18 +16,36 @@ from ..selection import select_model
 from ..zoo.locations import MODELS_ENV
 
 DEFAULT_NETWORK = "fcn-resnet18-voc"
+INT32_MAX = 2**31 - 1  # what the C++ libraries behind our options take
 
 
-def _int_at_least(minimum: int, what: str):
-    """An argparse type: an integer >= ``minimum``, refused in words that say what is expected."""
+def int_in_range(minimum: int, what: str, maximum: int = INT32_MAX) -> Callable[[str], int]:
+    """An argparse type: an integer in ``minimum..maximum``, refused in words that say what is expected."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
+        if not minimum <= value <= maximum:
             raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    return parse
+
+
+def seconds(maximum: float) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds above 0 and at most ``maximum`` (a socket timeout
+    of 0 means non-blocking, and -1, nan or inf fail deep in the socket layer)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= maximum:  # also false for nan
+            raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 and at most {maximum:g}, "
+                                             f"got '{text}'")
         return value
 
     return parse
@@ -51,8 +72,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
         group.add_argument("--backend", choices=BACKENDS, default="auto",
                            help="inference backend (default auto: TensorRT, else ONNX Runtime)")
         group.add_argument("--device", choices=DEVICES, default="auto", help="device for ONNX Runtime (default auto)")
-        group.add_argument("--threads", type=_int_at_least(0, "0 (ONNX Runtime decides) or a thread count"),
-                           default=0, help="CPU threads for ONNX Runtime (0: its default)")
+        group.add_argument("--threads", default=0,
+                           type=int_in_range(0, "0 (ONNX Runtime decides) or a thread count up to 1024", 1024),
+                           help="CPU threads for ONNX Runtime (0: its default)")
     defaults = BackendOptions()
     group = parser.add_argument_group("TensorRT")
     group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
@@ -61,11 +83,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
                        default=defaults.engine_cache_dir,
                        help="engine cache folder (default: the segnet_ros cache folder's engines/)")
     group.add_argument("--workspace-mb", "--workspace_mb", dest="workspace_mb",
-                       type=_int_at_least(1, "a positive number of MB"),
+                       type=int_in_range(1, "a positive number of MB"),
                        default=defaults.workspace_mb,
                        help=f"TensorRT builder workspace limit in MB (default {defaults.workspace_mb})")
     group.add_argument("--dla-core", "--dla_core", dest="dla_core",
-                       type=_int_at_least(-1, "-1 (the GPU) or a DLA core index"), default=defaults.dla_core,
+                       type=int_in_range(-1, "-1 (the GPU) or a DLA core index"), default=defaults.dla_core,
                        help="Jetson: DLA core to run on, with GPU fallback (default -1: the GPU)")
     group.add_argument("--force-rebuild", "--force_rebuild", dest="force_rebuild", action="store_true",
                        help="build the engine anew even if the cache holds one")

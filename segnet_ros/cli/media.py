@@ -3,23 +3,86 @@
 from __future__ import annotations
 
 import glob
+import math
+import os
 import re
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from ..core.errors import SegnetError
 
+T = TypeVar("T")
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-_FOURCC = {".avi": "MJPG", ".mkv": "MJPG"}
+_FOURCC = {".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+DEFAULT_FPS = 30.0
+# OpenCV's log ("[ERROR:0@0.7] global cap_ffmpeg_impl.hpp:3568 open ", 4.x: "global /path/x.cpp (239) open ")
+# and FFmpeg's ("[mov,mp4 @ 0x55e3] ") put this before what they say
+_LOG_PREFIX = re.compile(r"^\[\s*[A-Z]+:\d+@[\d.]+\]\s+global\s+\S+(?:\s+\(\d+\))?\s+\S+\s+"
+                         r"|^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
 
 
 def _is_glob(spec: str) -> bool:
     return any(ch in spec for ch in "*?[")
+
+
+def _opencv(call: Callable[[], T]) -> tuple[T | None, list[str]]:
+    """Run ``call``, OpenCV on a user's file, and capture what the C libraries under it (libpng,
+    libjpeg, FFmpeg, OpenCV's own log) print on file descriptor 2 meanwhile, so that our one-line
+    message gives it as the reason instead of it appearing beside ours.
+
+    Returns the call's result, or None where OpenCV raised (5.x raises where 4.x returns None, e.g. for
+    an image whose header declares an absurd size), and the lines the libraries said, tidied.
+    """
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            result = call()
+        except cv2.error as exc:
+            result = None
+            said.append(f"OpenCV's check '{exc.err}' failed in {exc.func}" if exc.code == cv2.Error.StsAssert
+                        else f"OpenCV: {exc.err}")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        lines = (_LOG_PREFIX.sub("", line).strip() for line in sink.read().decode(errors="replace").splitlines())
+    return result, [*dict.fromkeys(line for line in lines if line), *said]
+
+
+def _because(reasons: list[str]) -> str:
+    """`` (reason; reason)`` from what the libraries said, or nothing; at most three reasons."""
+    return f" ({'; '.join(reasons[:3])})" if reasons else ""
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image, said = _opencv(lambda: cv2.imread(str(path), cv2.IMREAD_COLOR))
+    if image is None:
+        raise SegnetError(f"cannot decode image '{path}'{_because(said)}; is it a valid image file?")
+    return image
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    capture, said = _opencv(lambda: cv2.VideoCapture(str(path)))
+    if capture is None or not capture.isOpened():
+        raise SegnetError(f"cannot open video '{path}'{_because(said)}")
+    return capture
+
+
+def _number(value: float, fallback: float) -> float:
+    """A property a video file declares (fps, frame count), or ``fallback`` where it is nonsense."""
+    return value if math.isfinite(value) and value > 0 else fallback
 
 
 @dataclass
@@ -28,7 +91,7 @@ class Source:
 
     paths: list[Path]
     video: Path | None = None
-    fps: float = 30.0
+    fps: float = DEFAULT_FPS
     count: int = 0
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -36,17 +99,17 @@ class Source:
             yield from self._video_frames()
             return
         for path in self.paths:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise SegnetError(f"cannot decode image '{path}'; is it a valid image file?")
-            yield path.name, image
+            yield path.name, _read_image(path)
 
     def _video_frames(self) -> Iterator[tuple[str, np.ndarray]]:
-        capture = cv2.VideoCapture(str(self.video))
+        capture = _open_video(self.video)
         try:
             index = 0
             while True:
-                ok, image = capture.read()
+                try:
+                    ok, image = capture.read()
+                except cv2.error:
+                    ok = False
                 if not ok:
                     break
                 yield f"{self.video.stem}_{index:06d}.jpg", image
@@ -59,6 +122,13 @@ class Source:
 
 def open_source(spec: str) -> Source:
     """An image, a folder of images, a glob, or a video file."""
+    try:
+        return _open_source(spec)
+    except OSError as exc:  # a name too long, a folder we may not list
+        raise SegnetError(f"cannot read input '{spec}': {exc.strerror or exc}") from None
+
+
+def _open_source(spec: str) -> Source:
     path = Path(spec).expanduser()
     if _is_glob(spec):
         paths = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
@@ -74,13 +144,11 @@ def open_source(spec: str) -> Source:
         raise SegnetError(f"input '{spec}' not found")
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise SegnetError(f"cannot open video '{spec}'")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        capture = _open_video(path)
+        fps = _number(capture.get(cv2.CAP_PROP_FPS), DEFAULT_FPS)
+        count = int(_number(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
         capture.release()
-        return Source([], video=path, fps=fps, count=max(count, 0))
+        return Source([], video=path, fps=fps, count=count)
     if suffix in IMAGE_EXTENSIONS:
         return Source([path], count=1)
     raise SegnetError(f"input '{spec}' is neither an image, a folder, a glob nor a video")
@@ -129,17 +197,19 @@ class Sink:
         else:
             target = self.path / name
         self._index += 1
-        if not cv2.imwrite(str(target), image):
-            raise SegnetError(f"cannot write '{target}'; check the folder and the file extension")
+        written, said = _opencv(lambda: cv2.imwrite(str(target), image))
+        if not written:
+            raise SegnetError(f"cannot write '{target}'; check the folder and the file extension{_because(said)}")
         return target
 
     def _write_video(self, image: np.ndarray) -> Path:
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
             height, width = image.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self._fps, (width, height))
-            if not self._writer.isOpened():
-                raise SegnetError(f"cannot open video '{self.path}' for writing")
+            writer, said = _opencv(lambda: cv2.VideoWriter(str(self.path), fourcc, self._fps, (width, height)))
+            if writer is None or not writer.isOpened():
+                raise SegnetError(f"cannot open video '{self.path}' for writing{_because(said)}")
+            self._writer = writer
         self._writer.write(image)
         return self.path
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from ..core.errors import ModelError, SegnetError
 from ..zoo.download import DownloadPolicy
 from ..zoo.install import download, install_archive, install_command, remove
 from ..zoo.locations import MODELS_ENV, Installed, find, model_dir
 from ..zoo.registry import MODELS, ZooModel, lookup
+from .common import int_in_range, seconds
 from .progress import ByteProgress
+
+MAX_TIMEOUT = 86400.0  # a day of silence is not a slow link
+log = logging.getLogger(__name__)
 
 
 def _where(installed: Installed) -> str:
@@ -39,9 +43,9 @@ def add_parser(subparsers) -> None:
     fetching = actions.add_parser("download", parents=[common], help="download and install models by name")
     fetching.add_argument("names", nargs="*", metavar="NAME", help="model names or aliases")
     fetching.add_argument("--all", action="store_true", help="every model")
-    fetching.add_argument("--retries", type=int, default=DownloadPolicy.retries,
+    fetching.add_argument("--retries", type=int_in_range(0, "0 or more retries"), default=DownloadPolicy.retries,
                           help=f"further attempts after a failure (default {DownloadPolicy.retries})")
-    fetching.add_argument("--timeout", type=float, default=DownloadPolicy.read_timeout,
+    fetching.add_argument("--timeout", type=seconds(MAX_TIMEOUT), default=DownloadPolicy.read_timeout,
                           help=f"seconds the server may stay silent (default {DownloadPolicy.read_timeout:g})")
     fetching.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     fetching.set_defaults(run=run_download)
@@ -84,11 +88,11 @@ def run_download(args: argparse.Namespace) -> int:
         raise SegnetError("name the models to download, or pass --all")
     models = list(MODELS) if args.all else _dedupe([lookup(name) for name in args.names])  # typos fail first
     policy = DownloadPolicy(connect_timeout=min(args.timeout, DownloadPolicy.connect_timeout),
-                            read_timeout=args.timeout, retries=max(args.retries, 0))
+                            read_timeout=args.timeout, retries=args.retries)
     for model in models:
         found = find(model, args.model_dir)
         if found is None:
-            print(f"downloading {model.name} from {model.download_url()}", file=sys.stderr)
+            log.info("downloading %s from %s", model.name, model.download_url())
             progress = ByteProgress(0, enabled=None if args.progress else False)
             try:
                 found = download(model, args.model_dir, policy=policy, progress=progress)

@@ -7,13 +7,15 @@ the encoding allows it; colour conversions (YUV 4:2:2, Bayer) go through OpenCV.
 from __future__ import annotations
 
 import array
+import struct
 from collections.abc import Callable
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from ..core.errors import FrameError
+from ..core.pointcloud import CLOUD_DTYPE, DEPTH_ENCODINGS
 
 # encoding -> (bytes per pixel, cv2 conversion to RGB or None, encoding the core receives)
 _RAW = {
@@ -37,22 +39,34 @@ _RAW = {
 SUPPORTED_ENCODINGS = tuple(e for e in _RAW if e not in ("8uc1", "8uc3", "uyvy", "yuyv"))
 
 
-def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """Refuse a frame larger than ``max_pixels`` before any work is spent on it."""
+    if width * height > max_pixels:
+        raise FrameError(f"image of {width}x{height} has more than max_input_pixels ({max_pixels}) pixels")
+
+
+def _rows(msg: Image, bytes_per_pixel: int, max_pixels: int) -> np.ndarray:
+    """(H, W * bytes_per_pixel) uint8 view of an Image's pixels, honouring ``step``."""
+    width, height, step = msg.width, msg.height, msg.step
+    if width == 0 or height == 0:
+        raise FrameError(f"image has zero size {width}x{height}")
+    check_pixels(width, height, max_pixels)
+    if step < width * bytes_per_pixel:
+        raise FrameError(f"step {step} is smaller than width x {bytes_per_pixel} bytes ({width * bytes_per_pixel})")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size < step * height:
+        raise FrameError(f"image data has {data.size} bytes; step x height needs {step * height}")
+    return data[: step * height].reshape(height, step)[:, : width * bytes_per_pixel]  # a view: no copy
+
+
+def image_to_array(msg: Image, max_pixels: int = 1 << 62) -> tuple[np.ndarray, str]:
     """A (H, W, C) uint8 frame and its core encoding; raises :class:`FrameError` on bad messages."""
     name = msg.encoding.lower()
     if name not in _RAW:
         raise FrameError(f"unsupported encoding '{msg.encoding}'; supported: {', '.join(SUPPORTED_ENCODINGS)}")
     channels, conversion, core_encoding = _RAW[name]
-    width, height, step = msg.width, msg.height, msg.step
-    if width == 0 or height == 0:
-        raise FrameError(f"image has zero size {width}x{height}")
-    if step < width * channels:
-        raise FrameError(f"step {step} is smaller than width x {channels} bytes ({width * channels})")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size < step * height:
-        raise FrameError(f"image data has {data.size} bytes; step x height needs {step * height}")
-    rows = data[: step * height].reshape(height, step)
-    pixels = rows[:, : width * channels].reshape(height, width, channels)  # a view: no copy
+    width, height = msg.width, msg.height
+    pixels = _rows(msg, channels, max_pixels).reshape(height, width, channels)
     if conversion is None:
         return pixels, core_encoding
     if channels == 2 and width % 2:
@@ -61,15 +75,63 @@ def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
     return cv2.cvtColor(np.ascontiguousarray(source), conversion), core_encoding
 
 
-def compressed_to_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
-    """Decode a JPEG or PNG payload to bgr8."""
+def compressed_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG or JPEG payload declares, read from its header without decoding;
+    None for other formats or a header too short to tell."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 <= len(data):  # walk the JPEG segments to the first start-of-frame marker
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return width, height
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # segments without a length
+            pos += 2
+            continue
+        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    return None
+
+
+def compressed_to_array(msg: CompressedImage, max_pixels: int = 1 << 62) -> tuple[np.ndarray, str]:
+    """Decode a JPEG or PNG payload to bgr8; the size its header declares is checked first, so a
+    small, highly compressed file cannot make us decode gigabytes."""
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise FrameError("compressed image is empty")
-    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    declared = compressed_size(data[:65536].tobytes())
+    if declared is not None:
+        check_pixels(*declared, max_pixels)
+    try:
+        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV 5 raises where 4.x returned None
+        raise FrameError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes): "
+                         f"{str(exc).strip().splitlines()[-1]}") from None
     if frame is None:
         raise FrameError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes)")
+    check_pixels(frame.shape[1], frame.shape[0], max_pixels)
     return frame, "bgr8"
+
+
+def depth_to_array(msg: Image, max_pixels: int = 1 << 62) -> tuple[np.ndarray, float]:
+    """A (H, W) view of a depth image's raw values (uint16 millimetres or float32 metres, in the
+    message's byte order) and the metres per unit; raises :class:`FrameError` on bad messages."""
+    name = msg.encoding.lower()
+    if name not in DEPTH_ENCODINGS:
+        raise FrameError(f"unsupported depth encoding '{msg.encoding}'; supported: 16UC1 (mm), 32FC1 (m)")
+    kind, metres_per_unit = DEPTH_ENCODINGS[name]
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    rows = _rows(msg, dtype.itemsize, max_pixels)
+    if msg.step % dtype.itemsize:
+        raise FrameError(f"depth step {msg.step} is not a multiple of {dtype.itemsize} bytes")
+    return rows.view(dtype), metres_per_unit
 
 
 def _image(header, shape: tuple[int, ...], encoding: str, data: array.array) -> Image:
@@ -91,6 +153,15 @@ def array_to_image(header, pixels: np.ndarray, encoding: str) -> Image:
     return _image(header, pixels.shape, encoding, data)
 
 
+_CLOUD_FIELDS = {"f4": PointField.FLOAT32, "u4": PointField.UINT32}
+
+
+def cloud_fields() -> list[PointField]:
+    """PointField descriptions of :data:`CLOUD_DTYPE`."""
+    return [PointField(name=name, offset=CLOUD_DTYPE.fields[name][1], count=1,
+                       datatype=_CLOUD_FIELDS[CLOUD_DTYPE.fields[name][0].str[1:]]) for name in CLOUD_DTYPE.names]
+
+
 class ImageBuffers:
     """One data buffer per output topic, reused frame after frame: pictures are drawn into memory
     that is already mapped, so rendering pays no page faults for fresh pages (at 1280x720 these
@@ -100,15 +171,33 @@ class ImageBuffers:
     def __init__(self) -> None:
         self._data: dict[str, array.array] = {}
 
-    def image(self, topic: str, header, shape: tuple[int, ...], encoding: str,
-              draw: Callable[[np.ndarray], object]) -> Image:
-        """An Image message for ``topic`` whose pixels ``draw`` writes into the array it is given."""
-        size = int(np.prod(shape))
+    def _buffer(self, topic: str, size: int) -> array.array:
         data = self._data.get(topic)
         if data is None or len(data) != size:
             data = self._data[topic] = array.array("B", bytes(size))
-        draw(np.frombuffer(data, dtype=np.uint8).reshape(shape))
-        return _image(header, shape, encoding, data)
+        return data
+
+    def pixels(self, topic: str, shape: tuple[int, ...]) -> np.ndarray:
+        """``topic``'s buffer as a uint8 array of ``shape``, to draw into before :meth:`image`."""
+        return np.frombuffer(self._buffer(topic, int(np.prod(shape))), dtype=np.uint8).reshape(shape)
+
+    def image(self, topic: str, header, shape: tuple[int, ...], encoding: str,
+              draw: Callable[[np.ndarray], object] | None = None) -> Image:
+        """An Image message for ``topic`` whose pixels ``draw`` writes into the array it is given
+        (without ``draw``: whatever was drawn into :meth:`pixels` of the same shape)."""
+        pixels = self.pixels(topic, shape)
+        if draw is not None:
+            draw(pixels)
+        return _image(header, shape, encoding, self._data[topic])
+
+    def cloud(self, topic: str, header, height: int, width: int, fill: Callable[[np.ndarray], object]) -> PointCloud2:
+        """An organised PointCloud2 of :data:`CLOUD_DTYPE` points whose (H, W) array ``fill`` writes."""
+        data = self._buffer(topic, height * width * CLOUD_DTYPE.itemsize)
+        fill(np.frombuffer(data, dtype=CLOUD_DTYPE).reshape(height, width))
+        msg = PointCloud2(header=header, height=height, width=width, fields=cloud_fields(), is_bigendian=False,
+                          point_step=CLOUD_DTYPE.itemsize, row_step=CLOUD_DTYPE.itemsize * width, is_dense=False)
+        msg.data = data
+        return msg
 
 
 def scale_camera_info(info: CameraInfo, header, width: int, height: int) -> CameraInfo:

@@ -1,58 +1,64 @@
-"""``segnet_node``: ``ros2 run segnet_ros segnet_node --ros-args -r image:=/camera/image_raw``."""
+"""``segnet_node`` and ``segnet_lifecycle_node``:
+``ros2 run segnet_ros segnet_node --ros-args -r image:=/camera/image_raw``."""
 
 from __future__ import annotations
 
-import logging
+import signal
 import sys
 
-from ..threads import reserve_cores_for_inference
 
-reserve_cores_for_inference()
+def _run(node_class: str, argv: list[str] | None) -> int:
+    """Spin one node until Ctrl-C or SIGTERM; either, even during start-up, exits quietly with 0.
 
-import rclpy  # noqa: E402
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
-
-from ..core.errors import SegnetError  # noqa: E402
-
-_LEVELS = ((logging.ERROR, "error"), (logging.WARNING, "warning"), (logging.INFO, "info"), (logging.DEBUG, "debug"))
-
-
-class RosLogHandler(logging.Handler):
-    """Sends the core's Python log records (backend choice, engine builds) to the ROS log."""
-
-    def __init__(self, logger_name: str) -> None:
-        super().__init__(logging.INFO)
-        self._logger = rclpy.logging.get_logger(logger_name)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        method = next((name for level, name in _LEVELS if record.levelno >= level), "debug")
-        getattr(self._logger, method)(record.getMessage())
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .segnet_node import SegnetNode  # after rclpy.init's argument handling
-
-    rclpy.init(args=argv)
-    package_logger = logging.getLogger("segnet_ros")
-    package_logger.setLevel(logging.INFO)
-    package_logger.addHandler(RosLogHandler("segnet"))
+    rclpy's own signal handler would shut the context down while a worker is mid-frame; ours
+    turns both signals into KeyboardInterrupt, so the workers stop before the context goes.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    rclpy = None
     try:
-        node = SegnetNode()
-    except SegnetError as exc:
-        rclpy.logging.get_logger("segnet").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        from ..threads import reserve_cores_for_inference
+
+        reserve_cores_for_inference()
+        import rclpy
+        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        from ..core.errors import SegnetError
+
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        if node_class == "lifecycle":
+            from .lifecycle import SegnetLifecycleNode as NodeClass
+        else:
+            from .segnet_node import SegnetNode as NodeClass
+        try:
+            node = NodeClass()
+        except SegnetError as exc:
+            rclpy.logging.get_logger("segnet").fatal(str(exc))
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while rclpy.ok():  # short waits, so a signal is handled promptly
+                executor.spin_once(timeout_sec=0.2)
+        except ExternalShutdownException:
+            pass
+        finally:
+            node.destroy_node()
+    except KeyboardInterrupt:
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        if rclpy is not None:
+            rclpy.try_shutdown()
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return _run("plain", argv)
+
+
+def lifecycle_main(argv: list[str] | None = None) -> int:
+    return _run("lifecycle", argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lifecycle_main() if "--lifecycle" in sys.argv[1:2] else main())

@@ -10,7 +10,7 @@ from ..backends.base import DEVICES, PRECISIONS, BackendOptions
 from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
 
-MASK_SIZES = ("input", "grid")
+MASK_SIZES = ("input", "grid", "depth")  # or an explicit WxH
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 DYNAMIC = ("filter_mode", "overlay_alpha", "ignore_class", "mask_size")
@@ -49,16 +49,23 @@ PARAMS: tuple[Param, ...] = (
     Param("filter_mode", "linear", "colour filtering of masks and overlays", FILTER_MODES),
     Param("overlay_alpha", 150, "overlay alpha for classes without an explicit alpha", int_range=(0, 255)),
     Param("ignore_class", "void", "class name never chosen (case-insensitive); empty: none"),
-    Param("mask_size", "input", "class_mask/confidence size: input (pixel for pixel) or grid (raw network grid)",
-          MASK_SIZES),
+    Param("mask_size", "input", "class_mask/confidence/points size: input (pixel for pixel), grid (raw network "
+          "grid), depth (the paired depth image's size) or WxH, e.g. 640x480"),
     Param("input_transport", "raw", "raw: subscribe to image; compressed: to image/compressed", TRANSPORTS),
     Param("use_camera_info", False, "subscribe to camera_info and republish it as camera_info_mask"),
+    Param("use_depth", False, "subscribe to depth/image and depth/camera_info (registered to the colour camera) "
+          "and publish points, a labelled organised cloud aligned with class_mask"),
+    Param("depth_slop", 0.0, "seconds a depth stamp may differ from the colour stamp; 0: identical stamps only"),
+    Param("depth_timeout", 0.1, "seconds to wait for the matching depth frame (only while depth is arriving)"),
+    Param("label_threshold", 0.5, "threshold published in label_info (vision_msgs/LabelInfo), 0..1"),
+    Param("max_input_pixels", 33_554_432, "largest input or depth frame accepted (width x height, raw or "
+          "compressed, checked before decoding)", int_range=(1, 1 << 31)),
     Param("input_reliability", "best_effort", "input QoS reliability (best_effort accepts both kinds of publisher)",
           RELIABILITIES),
     Param("input_depth", 1, "input QoS queue depth", int_range=(1, 100)),
     Param("output_reliability", "reliable", "output QoS reliability (reliable reaches both kinds of subscriber)",
           RELIABILITIES),
-    Param("output_depth", 1, "output QoS queue depth", int_range=(1, 100)),
+    Param("output_depth", 10, "output QoS queue depth (history kept for reliable subscribers)", int_range=(1, 100)),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages"),
 )
 BY_NAME = {p.name: p for p in PARAMS}
@@ -71,8 +78,24 @@ def check(name: str, value) -> str | None:
         return f"{name} must be one of {', '.join(param.choices)}; got '{value}'"
     if param.int_range is not None and not param.int_range[0] <= value <= param.int_range[1]:
         return f"{name} must be in {param.int_range[0]}..{param.int_range[1]}; got {value}"
-    if name == "diagnostics_period" and value <= 0:
+    if name == "diagnostics_period" and not value > 0:
         return f"diagnostics_period must be > 0; got {value}"
+    if name in ("depth_slop", "depth_timeout") and not 0 <= value <= 10:
+        return f"{name} must be in 0..10 seconds; got {value}"
+    if name == "label_threshold" and not 0 <= value <= 1:
+        return f"label_threshold must be in 0..1; got {value}"
+    if name == "mask_size" and parse_mask_size(value) is None:
+        return f"mask_size must be one of {', '.join(MASK_SIZES)} or WxH (e.g. 640x480); got '{value}'"
+    return None
+
+
+def parse_mask_size(value: str) -> str | tuple[int, int] | None:
+    """``input``/``grid``/``depth``, or (width, height) for ``WxH``; None when it is neither."""
+    if value in MASK_SIZES:
+        return value
+    width, x, height = str(value).lower().partition("x")
+    if x and width.isdigit() and height.isdigit() and 0 < int(width) <= 16384 and 0 < int(height) <= 16384:
+        return int(width), int(height)
     return None
 
 

@@ -58,6 +58,8 @@ class Snapshot:
     latency_ms: float
     latency_max_ms: float
     inference_ms: float
+    clouds: int = 0
+    missed_depth: int = 0
 
 
 class PipelineStats:
@@ -68,7 +70,7 @@ class PipelineStats:
         self._window = window_s
         self._arrivals: deque[float] = deque()
         self._done: deque[tuple[float, float, float]] = deque()  # (time, latency s, inference ms)
-        self.received = self.processed = self.bad = self.skipped = 0
+        self.received = self.processed = self.bad = self.skipped = self.clouds = self.missed = 0
 
     def _trim(self, now: float) -> None:
         while self._arrivals and self._arrivals[0] < now - self._window:
@@ -98,6 +100,15 @@ class PipelineStats:
         with self._lock:
             self.skipped += 1
 
+    def cloud(self) -> None:
+        with self._lock:
+            self.clouds += 1
+
+    def missed_depth(self) -> None:
+        """A frame whose cloud could not be built: no depth frame (or depth camera_info) to pair."""
+        with self._lock:
+            self.missed += 1
+
     def snapshot(self, dropped: int, now: float | None = None) -> Snapshot:
         now = time.monotonic() if now is None else now
         with self._lock:
@@ -116,4 +127,5 @@ class PipelineStats:
                 latency_ms=1e3 * sum(latencies) / len(latencies) if latencies else 0.0,
                 latency_max_ms=1e3 * max(latencies) if latencies else 0.0,
                 inference_ms=sum(inference) / len(inference) if inference else 0.0,
+                clouds=self.clouds, missed_depth=self.missed,
             )

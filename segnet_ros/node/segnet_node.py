@@ -1,41 +1,42 @@
-"""``segnet``: camera images in; class masks, colour masks, overlays, confidence, histograms out.
+"""``segnet``: camera images in; class masks, colour masks, overlays, confidence, histograms,
+labelled point clouds and LabelInfo out.
 
-A thin adapter over :class:`segnet_ros.core.SegNet`. The subscription callback only
-stores the newest frame. Two worker threads form a pipeline: one segments the
-newest frame, the other renders and publishes just the outputs that have
-subscribers, so frame N is published while frame N+1 is inferred. Each stage
-hands over through a newest-item slot: a slow model drops frames (counted in
-/diagnostics) instead of queueing them.
+:class:`Segmenter` is the node's whole behaviour, in the four steps of a managed node:
+configure (parameters checked, model loaded, backend built, publishers made), activate
+(subscriptions and workers started), deactivate, cleanup. :class:`SegnetNode` runs the first two
+at construction; :class:`segnet_ros.node.lifecycle.SegnetLifecycleNode` leaves them to a
+lifecycle manager. The per-camera work lives in :mod:`segnet_ros.node.camera`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import logging
 
 import yaml
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import MultiArrayDimension, String, UInt32MultiArray
+from std_msgs.msg import String
 
 from ..backends import create_backend
-from ..core.errors import FrameError, SegnetError
+from ..core.errors import SegnetError
 from ..core.model import load_model
-from ..core.segnet import Segmentation, SegNet, SegNetSettings
+from ..core.segnet import SegNet, SegNetSettings
 from ..selection import select_model
-from .conversions import ImageBuffers, compressed_to_array, image_to_array, scale_camera_info
-from .params import DYNAMIC, PARAMS, backend_options, check
-from .pipeline import LatestSlot, PipelineStats
+from .camera import CAMERA_OUTPUTS, INPUT_TOPICS, CameraPipeline, CameraSettings
+from .log import RosLogHandler
+from .params import DYNAMIC, PARAMS, backend_options, check, parse_mask_size
 
-INPUT_TOPICS = ("image", "image/compressed", "camera_info")
-IMAGE_OUTPUTS = ("class_mask", "color_mask", "overlay", "confidence")
-OUTPUTS = IMAGE_OUTPUTS + ("class_histogram", "class_labels", "camera_info_mask")
+MODEL_OUTPUTS = ("class_labels", "label_info")
+OUTPUTS = CAMERA_OUTPUTS + MODEL_OUTPUTS
+__all__ = ["INPUT_TOPICS", "OUTPUTS", "Segmenter", "SegnetNode"]
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-_THROTTLE_S = 5.0
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+VISION_MSGS_MISSING = ("vision_msgs is not installed, so label_info (needed by Nav2's semantic segmentation layer) "
+                       "is not published: install ros-$ROS_DISTRO-vision-msgs (in this project's virtual "
+                       "environment: msgs/build.sh \"$VIRTUAL_ENV\")")
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -43,58 +44,32 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-class SegnetNode(Node):
-    """Raises :class:`SegnetError` from the constructor when the model or a parameter is unusable."""
+def _label_info_type():
+    try:
+        from vision_msgs.msg import LabelInfo, VisionClass
+    except ImportError:
+        return None
+    return LabelInfo, VisionClass
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__("segnet", **kwargs)
-        self.stats = PipelineStats()
-        self.slot = LatestSlot()  # camera -> inference
-        self._results = LatestSlot()  # inference -> rendering and publishing
-        self._buffers = ImageBuffers()  # used by the publishing thread only
-        values = self._declare_parameters()
-        self.net = self._open_model(values)
-        self._mask_size = values["mask_size"]
-        self.declare_parameter("class_names", list(self.net.class_names), ParameterDescriptor(
-            description="class names of the loaded model, by id", read_only=True))
 
-        output_qos = _qos(values["output_reliability"], values["output_depth"])
-        self._image_pubs = {name: self.create_publisher(Image, name, output_qos) for name in IMAGE_OUTPUTS}
-        self._histogram_pub = self.create_publisher(UInt32MultiArray, "class_histogram", output_qos)
-        self._labels_pub = self.create_publisher(String, "class_labels", QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._camera_info_pub = None
-        self._camera_info: CameraInfo | None = None
-        self._publish_labels()
+class Segmenter:
+    """Everything ``segnet`` does, driven by :class:`SegnetNode` or the lifecycle node."""
 
-        self._last_bad = 0
-        self._workers = [
-            threading.Thread(target=self._work, args=(self.slot, self._infer), name="segnet-infer", daemon=True),
-            threading.Thread(target=self._work, args=(self._results, self._publish), name="segnet-publish",
-                             daemon=True),
-        ]
-        for worker in self._workers:
-            worker.start()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.net: SegNet | None = None
+        self.camera: CameraPipeline | None = None
+        self._model_pubs: dict = {}
+        self._timer = None
+        self._values, self._problems = self._declare_parameters()
+        self._mask_size = parse_mask_size(self._values.get("mask_size", "input")) or "input"
+        self._log_handler = RosLogHandler(node.get_logger())  # the core's warnings reach /rosout, namespaced
+        logging.getLogger("segnet_ros").addHandler(self._log_handler)
+        logging.getLogger("segnet_ros").setLevel(logging.INFO)
+        node.add_on_set_parameters_callback(self._on_set_parameters)
 
-        # Subscribe last: the model is ready before the first frame can arrive.
-        input_qos = _qos(values["input_reliability"], values["input_depth"])
-        if values["use_camera_info"]:
-            self._camera_info_pub = self.create_publisher(CameraInfo, "camera_info_mask", output_qos)
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
-        compressed = values["input_transport"] == "compressed"
-        self._decode = compressed_to_array if compressed else image_to_array
-        topic = "image/compressed" if compressed else "image"
-        self.create_subscription(CompressedImage if compressed else Image, topic, self._on_frame, input_qos)
-        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
-        self.get_logger().info(
-            f"segmenting {self.resolve_topic_name(topic)} with {self.net.model.name} "
-            f"({self.net.model.input_width}x{self.net.model.input_height}, {self.net.num_classes} classes) "
-            f"on {self.net.backend.describe()}")
-
-    # -- start-up -------------------------------------------------------------------------
-    def _declare_parameters(self) -> dict:
+    # -- configure ------------------------------------------------------------------------------
+    def _declare_parameters(self) -> tuple[dict, list[str]]:
         values, problems = {}, []
         for param in PARAMS:
             descriptor = ParameterDescriptor(description=param.description, read_only=not param.dynamic)
@@ -104,159 +79,174 @@ class SegnetNode(Node):
                 descriptor.integer_range = [IntegerRange(from_value=param.int_range[0], to_value=param.int_range[1],
                                                          step=1)]
             try:
-                values[param.name] = self.declare_parameter(param.name, param.default, descriptor).value
+                values[param.name] = self.node.declare_parameter(param.name, param.default, descriptor).value
             except ParameterException as exc:
                 problems.append(f"{param.name}: {exc}")
-                continue
-            reason = check(param.name, values[param.name])
-            if reason:
-                problems.append(reason)
+        return values, problems
+
+    def _check(self) -> dict:
+        """The parameter values, or :class:`SegnetError` naming every problem."""
+        values = {p.name: self.node.get_parameter(p.name).value for p in PARAMS if p.name in self._values}
+        problems = list(self._problems)
+        problems += [reason for name, value in values.items() if (reason := check(name, value))]
+        if values.get("mask_size") == "depth" and not values.get("use_depth"):
+            problems.append("mask_size depth needs use_depth:=true")
         if problems:
             raise SegnetError("invalid parameters: " + "; ".join(problems))
         return values
 
-    def _open_model(self, values: dict) -> SegNet:
+    def configure(self) -> None:
+        """Load the model and build the backend; raises :class:`SegnetError` when either is unusable."""
+        values = self._check()
+        self._mask_size = parse_mask_size(values["mask_size"])
         files = select_model(values["model"], labels=values["labels"], colors=values["colors"],
                              input_blob=values["input_blob"], output_blob=values["output_blob"],
                              model_dir=values["model_dir"], auto_download=values["auto_download"])
         model = load_model(files)
         for warning in model.classes.warnings:
-            self.get_logger().warn(warning)
+            self.node.get_logger().warn(warning)
+        reason = self._ignore_class_problem(model.classes, values["ignore_class"], model.name)
+        if reason:
+            raise SegnetError(reason)
         try:
             settings = SegNetSettings(resize=values["resize"], filter_mode=values["filter_mode"],
                                       overlay_alpha=values["overlay_alpha"], ignore_class=values["ignore_class"])
         except ValueError as exc:
             raise SegnetError(str(exc)) from None
-        return SegNet(model, create_backend(values["backend"], model, backend_options(values)), settings)
+        self.net = SegNet(model, create_backend(values["backend"], model, backend_options(values)), settings)
+        if not self.node.has_parameter("class_names"):
+            self.node.declare_parameter("class_names", list(self.net.class_names), ParameterDescriptor(
+                description="class names of the loaded model, by id", read_only=True))
+        self._label_threshold = float(values["label_threshold"])
+        node = self.node
+        self._model_pubs = {"class_labels": node.create_publisher(String, "class_labels", LATCHED),
+                            "diagnostics": node.create_publisher(DiagnosticArray, "/diagnostics", 10)}
+        label_info = _label_info_type()
+        if label_info is None:
+            node.get_logger().warn(VISION_MSGS_MISSING)
+        else:
+            self._model_pubs["label_info"] = node.create_publisher(label_info[0], "label_info", LATCHED)
+        self._diagnostics_period = values["diagnostics_period"]
+        self.camera = CameraPipeline(node, self.net, CameraSettings(
+            input_qos=_qos(values["input_reliability"], values["input_depth"]),
+            output_qos=_qos(values["output_reliability"], values["output_depth"]),
+            compressed=values["input_transport"] == "compressed", use_camera_info=values["use_camera_info"],
+            use_depth=values["use_depth"], depth_slop_s=values["depth_slop"],
+            depth_timeout_s=values["depth_timeout"], max_input_pixels=values["max_input_pixels"],
+        ), mask_size=lambda: self._mask_size)
 
+    @staticmethod
+    def _ignore_class_problem(classes, name: str, model_name: str) -> str | None:
+        """Why ``name`` cannot be the ignore class; "" means none, and the default ``void`` (the
+        reference's, present in Cityscapes only) is always allowed."""
+        if not name or name == SegNetSettings.ignore_class or classes.index_of(name) is not None:
+            return None
+        return (f"ignore_class '{name}' names no class of {model_name}; its classes: {', '.join(classes.names)} "
+                "(or '' for none)")
+
+    # -- activate / deactivate ----------------------------------------------------------------------
+    def activate(self) -> None:
+        self._publish_labels()
+        self.camera.start()
+        self._timer = self.node.create_timer(self._diagnostics_period, self._publish_diagnostics)
+        net = self.net
+        self.node.get_logger().info(
+            f"segmenting {self.node.resolve_topic_name(self.camera.image_topic)} with {net.model.name} "
+            f"({net.model.input_width}x{net.model.input_height}, {net.num_classes} classes) "
+            f"on {net.backend.describe()}")
+
+    def deactivate(self) -> None:
+        if self._timer is not None:
+            self.node.destroy_timer(self._timer)
+            self._timer = None
+        if self.camera is not None:
+            self.camera.stop()
+
+    def cleanup(self) -> None:
+        """Release the backend (GPU memory, CUDA context) and the publishers; configure works again."""
+        self.deactivate()
+        if self.camera is not None:
+            self.camera.destroy()
+            self.camera = None
+        for publisher in self._model_pubs.values():
+            self.node.destroy_publisher(publisher)
+        self._model_pubs = {}
+        if self.net is not None:
+            self.net.backend.close()
+            self.net = None
+
+    def close(self) -> None:
+        """Cleanup, and stop sending the core's log records to this node's logger."""
+        self.cleanup()
+        logging.getLogger("segnet_ros").removeHandler(self._log_handler)
+
+    # -- model-wide outputs -------------------------------------------------------------------------
     def _publish_labels(self) -> None:
-        rgba = self.net.model.classes.rgba(self.net.settings.overlay_alpha).astype(int).tolist()
-        classes = [{"id": i, "name": name, "rgba": rgba[i]} for i, name in enumerate(self.net.class_names)]
-        text = yaml.safe_dump({"model": self.net.model.name, "classes": classes}, sort_keys=False)
-        self._labels_pub.publish(String(data=text))
+        net = self.net
+        rgba = net.model.classes.rgba(net.settings.overlay_alpha).astype(int).tolist()
+        classes = [{"id": i, "name": name, "rgba": rgba[i]} for i, name in enumerate(net.class_names)]
+        text = yaml.safe_dump({"model": net.model.name, "classes": classes}, sort_keys=False)
+        self._model_pubs["class_labels"].publish(String(data=text))
+        if "label_info" in self._model_pubs:
+            label_info, vision_class = _label_info_type()
+            msg = label_info(threshold=self._label_threshold, class_map=[
+                vision_class(class_id=i, class_name=name) for i, name in enumerate(net.class_names)])
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+            self._model_pubs["label_info"].publish(msg)
 
-    # -- parameters -------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        net, node = self.net, self.node
+        status = self.camera.diagnostics(f"{node.get_fully_qualified_name()}: segmentation", net.backend.describe(),
+                                         {"backend": net.backend.name, "device": net.backend.device,
+                                          "model": net.model.name})
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = node.get_clock().now().to_msg()
+        self._model_pubs["diagnostics"].publish(array_msg)
+
+    # -- parameters ----------------------------------------------------------------------------------
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes = {}
         for param in params:
             if param.name not in DYNAMIC:
                 continue
             reason = check(param.name, param.value)
+            if reason is None and param.name == "ignore_class" and self.net is not None:
+                reason = self._ignore_class_problem(self.net.model.classes, param.value, self.net.model.name)
+            if reason is None and param.name == "mask_size" and param.value == "depth" and (
+                    self.camera is not None and not self.camera.settings.use_depth):
+                reason = "mask_size depth needs use_depth:=true"
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             changes[param.name] = param.value
         mask_size = changes.pop("mask_size", None)
-        if changes:
+        if changes and self.net is not None:
             try:
                 self.net.update_settings(**changes)
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         if mask_size is not None:
-            self._mask_size = mask_size
-        if "overlay_alpha" in changes:
+            self._mask_size = parse_mask_size(mask_size)
+        if "overlay_alpha" in changes and self.camera is not None and self.camera.workers:
             self._publish_labels()
         return SetParametersResult(successful=True)
 
-    # -- callbacks (executor thread): cheap, never block -------------------------------------
-    def _on_frame(self, msg) -> None:
-        self.stats.arrived()
-        self.slot.put((msg, time.monotonic()))
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+class SegnetNode(Node):
+    """The plain node: configured and active from construction.
 
-    # -- the pipeline -------------------------------------------------------------------------
-    def _work(self, slot: LatestSlot, stage) -> None:
-        while not slot.closed and self.context.ok():
-            item = slot.take(timeout=0.5)
-            if item is None:
-                continue
-            try:
-                stage(*item)
-            except FrameError as exc:
-                self.stats.rejected()
-                self.get_logger().warn(f"bad frame skipped: {exc}", throttle_duration_sec=_THROTTLE_S)
-            except Exception as exc:  # keep serving: one broken frame must not stop the robot's perception
-                self.stats.rejected()
-                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=_THROTTLE_S)
+    Raises :class:`SegnetError` from the constructor when the model or a parameter is unusable."""
 
-    def _wanted(self) -> dict[str, bool]:
-        wanted = {name: pub.get_subscription_count() > 0 for name, pub in self._image_pubs.items()}
-        wanted["class_histogram"] = self._histogram_pub.get_subscription_count() > 0
-        wanted["camera_info_mask"] = (self._camera_info_pub is not None and self._camera_info is not None
-                                      and self._camera_info_pub.get_subscription_count() > 0)
-        return wanted
-
-    def _infer(self, msg, received_at: float) -> None:
-        wanted = self._wanted()
-        if not any(wanted.values()):
-            self.stats.idle()  # nobody listens: no inference at all
-            return
-        frame, encoding = self._decode(msg)
-        segmentation = self.net.process(frame, encoding)
-        self._results.put((msg.header, segmentation, wanted, received_at, self.net.timings.inference))
-
-    def _publish(self, header, seg: Segmentation, wanted: dict[str, bool], received_at: float,
-                 inference_ms: float) -> None:
-        mask_size = seg.input_size if self._mask_size == "input" else seg.grid_size
-        mask_shape = (mask_size[1], mask_size[0])
-        image_shape = (seg.input_size[1], seg.input_size[0], 3)
-        draw = self._buffers.image
-        if wanted["class_mask"]:
-            self._image_pubs["class_mask"].publish(draw(
-                "class_mask", header, mask_shape, "mono8", lambda out: seg.class_mask(mask_size, out)))
-        if wanted["confidence"]:
-            self._image_pubs["confidence"].publish(draw(
-                "confidence", header, mask_shape, "mono8", lambda out: seg.confidence(mask_size, out)))
-        if wanted["class_histogram"]:
-            counts = seg.histogram(mask_size)
-            msg = UInt32MultiArray()
-            msg.layout.dim = [MultiArrayDimension(label="class", size=len(counts), stride=len(counts))]
-            msg.data = counts.astype("uint32").tolist()
-            self._histogram_pub.publish(msg)
-        if wanted["color_mask"]:
-            self._image_pubs["color_mask"].publish(draw(
-                "color_mask", header, image_shape, "rgb8", lambda out: seg.color_mask(None, out)))
-        if wanted["overlay"]:
-            self._image_pubs["overlay"].publish(draw(
-                "overlay", header, image_shape, "bgr8" if seg.encoding.bgr else "rgb8",
-                lambda out: seg.overlay(None, out)))
-        if wanted["camera_info_mask"]:
-            self._camera_info_pub.publish(scale_camera_info(self._camera_info, header, *mask_size))
-        self.stats.finished(received_at, inference_ms)
-
-    # -- diagnostics ------------------------------------------------------------------------------
-    def _publish_diagnostics(self) -> None:
-        snap = self.stats.snapshot(self.slot.dropped + self._results.dropped)
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  hardware_id=self.net.backend.describe())
-        status.level = DiagnosticStatus.WARN if snap.bad > self._last_bad else DiagnosticStatus.OK
-        status.message = (f"{snap.processed_hz:.1f} fps processed of {snap.input_hz:.1f} fps input; "
-                          f"{snap.dropped} dropped, {snap.bad} bad")
-        if snap.bad > self._last_bad:
-            status.message += f" ({snap.bad - self._last_bad} bad since last report)"
-        self._last_bad = snap.bad
-        values = {
-            "input_rate_hz": f"{snap.input_hz:.2f}", "processed_rate_hz": f"{snap.processed_hz:.2f}",
-            "frames_received": snap.received, "frames_processed": snap.processed,
-            "frames_dropped": snap.dropped, "frames_bad": snap.bad,
-            "frames_skipped_no_subscribers": snap.skipped,
-            "latency_ms": f"{snap.latency_ms:.1f}", "latency_max_ms": f"{snap.latency_max_ms:.1f}",
-            "inference_ms": f"{snap.inference_ms:.1f}",
-            "backend": self.net.backend.name, "device": self.net.backend.device, "model": self.net.model.name,
-        }
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        array_msg = DiagnosticArray(status=[status])
-        array_msg.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array_msg)
+    def __init__(self, **kwargs) -> None:
+        super().__init__("segnet", **kwargs)
+        self.segmenter = Segmenter(self)
+        try:
+            self.segmenter.configure()
+            self.segmenter.activate()
+        except BaseException:
+            self.segmenter.close()
+            raise
 
     def destroy_node(self) -> None:
-        """Stop the workers, then release the backend (GPU memory, CUDA context) and the node."""
-        self.slot.close()
-        self._results.close()
-        for worker in getattr(self, "_workers", ()):
-            worker.join(timeout=10.0)
-        if getattr(self, "net", None) is not None:
-            self.net.backend.close()
+        """Stop the workers, then release the backend and the node."""
+        self.segmenter.close()
         super().destroy_node()

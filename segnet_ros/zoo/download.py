@@ -3,7 +3,9 @@
 Streamed to ``<file>.part`` (so a model of 45 MB never sits in memory and a
 half-written file is never mistaken for an archive), with connect and read
 timeouts, a few retries with growing pauses, and resumption with an HTTP
-``Range`` request where the server allows it. Proxies come from the usual
+``Range`` request where the server allows it. A body over the archive size
+limit is refused before it is read when the server declares its size, and
+stopped once it passes the limit when it does not. Proxies come from the usual
 environment variables (urllib's default ``ProxyHandler`` stays in place).
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import ModelError
+from .archive import Limits
 
 ProgressCallback = Callable[[int, "int | None"], None]  # (bytes so far, total bytes or None)
 
@@ -33,6 +36,10 @@ _RETRIED_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 class DownloadError(ModelError):
     """A download failed for good (after retries, or for a reason no retry can fix)."""
+
+
+class _Refused(DownloadError):
+    """The server's file is refused for what it is (too big, not gzip): nothing of it is kept."""
 
 
 class _Transient(Exception):
@@ -111,7 +118,8 @@ def _check_content_type(response, url: str) -> None:
             "(a login page, an error page or a moved file?)")
 
 
-def _attempt(opener, url: str, part: Path, policy: DownloadPolicy, progress: ProgressCallback | None) -> None:
+def _attempt(opener, url: str, part: Path, policy: DownloadPolicy, progress: ProgressCallback | None,
+             limit: int) -> None:
     """One request: resume ``part`` where possible; raise _Transient for what a retry may fix."""
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
@@ -128,6 +136,9 @@ def _attempt(opener, url: str, part: Path, policy: DownloadPolicy, progress: Pro
                 raise _Transient("the partial download no longer matches the file; starting again") from None
             if exc.code in _RETRIED_STATUS:
                 raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+            if 300 <= exc.code < 400 and exc.headers.get("Location"):  # urllib's own message has newlines
+                raise DownloadError(f"cannot download {url}: the server's redirects go round in a loop or are too "
+                                    f"many (HTTP {exc.code})") from None
             raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise _Transient(f"cannot reach {urllib.request.urlparse(url).netloc} ({exc.reason})") from None
@@ -144,7 +155,9 @@ def _attempt(opener, url: str, part: Path, policy: DownloadPolicy, progress: Pro
         else:  # the server ignored the Range header: start from the beginning
             length = response.headers.get("Content-Length")
             offset, mode = 0, "wb"
-            total = int(length) if length and length.isdigit() else None
+            total = int(length) if length and re.fullmatch(r"[0-9]+", length) else None  # not isdigit(): "²"
+        if total is not None and total > limit:
+            raise _Refused(f"{url} is {total} bytes, over the {limit}-byte limit for a model archive")
         done = offset
         with open(part, mode) as out:
             if progress is not None:
@@ -157,7 +170,9 @@ def _attempt(opener, url: str, part: Path, policy: DownloadPolicy, progress: Pro
                 if not chunk:
                     break
                 if done == 0 and not chunk.startswith(GZIP_MAGIC):
-                    raise DownloadError(f"{url} is not a gzip archive (it starts with {chunk[:16]!r})")
+                    raise _Refused(f"{url} is not a gzip archive (it starts with {chunk[:16]!r})")
+                if done + len(chunk) > limit:
+                    raise _Refused(f"{url} sends more than {limit} bytes, the limit for a model archive")
                 out.write(chunk)
                 done += len(chunk)
                 if progress is not None:
@@ -167,18 +182,22 @@ def _attempt(opener, url: str, part: Path, policy: DownloadPolicy, progress: Pro
 
 
 def fetch(url: str, destination: Path, policy: DownloadPolicy = DownloadPolicy(),
-          progress: ProgressCallback | None = None) -> Path:
-    """Download ``url`` to ``destination``, resuming a ``.part`` file left by an earlier attempt."""
+          progress: ProgressCallback | None = None, limit: int = Limits.max_archive) -> Path:
+    """Download ``url`` to ``destination``, resuming a ``.part`` file left by an earlier attempt;
+    a body over ``limit`` bytes is refused."""
     part = destination.with_name(destination.name + ".part")
     reason = ""
     for attempt in range(policy.retries + 1):
         if attempt:
             time.sleep(min(policy.backoff * 2 ** (attempt - 1), policy.max_backoff))
         try:
-            _attempt(_opener(policy), url, part, policy, progress)
+            _attempt(_opener(policy), url, part, policy, progress, limit)
         except _Transient as exc:
             reason = str(exc)
             continue
+        except _Refused:
+            part.unlink(missing_ok=True)
+            raise
         except OSError as exc:
             raise DownloadError(f"cannot write {part}: {exc.strerror}") from None
         os.replace(part, destination)

@@ -3,11 +3,14 @@
 An archive is unpacked and validated in a private folder beside the target and
 then renamed into place, under a per-model lock (``flock``), so a process that
 looks never sees half a model and two processes installing the same model do
-the work once: the second finds it installed.
+the work once: the second finds it installed. A private folder is locked by
+its process for its whole life, so the next install can tell one left by a
+process that was killed (which it deletes) from one in use (which it leaves).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -20,12 +23,13 @@ from ..core.classes import parse_labels
 from ..core.errors import ModelError
 from ..core.model import ModelFiles, load_model
 from ..files import exclusive_lock
-from .archive import Limits, extract
+from .archive import Limits, check_links_inside, extract
 from .download import DownloadError, DownloadPolicy, ProgressCallback, fetch
 from .locations import ONNX, OURS, Installed, model_dir
 from .registry import ZooModel, names, normalize
 
 REQUIRED = (ONNX, "classes.txt", "colors.txt")
+INCOMING, REMOVING = ".incoming-", ".removing-"  # the private folders' name prefixes
 log = logging.getLogger(__name__)
 
 
@@ -66,10 +70,65 @@ def _locked(root: Path, model: ZooModel):
                           f"waiting for another process installing {model.name} to finish")
 
 
+def _lock(fd: int) -> bool | None:
+    """Try to flock the folder open as ``fd``: True when we hold it now, False when another process
+    does, None where the file system has no locks."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
+def _open_folder(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # deleted meanwhile
+        return None
+
+
+@contextmanager
+def _private_folder(root: Path, prefix: str) -> Iterator[Path]:
+    """A new folder in ``root`` that this process alone uses, locked while it lives and deleted on exit."""
+    while True:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+        fd = _open_folder(path)
+        if fd is None:
+            continue
+        try:  # a sweep may have taken it between its creation and our lock; then take another
+            if _lock(fd) is not False and os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def _sweep(root: Path) -> None:
+    """Delete the private folders of processes that are gone (killed while unpacking, say): ours are locked."""
+    for path in [*root.glob(f"{INCOMING}*"), *root.glob(f"{REMOVING}*")]:
+        fd = _open_folder(path)
+        if fd is None:
+            continue
+        try:
+            if _lock(fd):
+                shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 def _prepare(explicit_dir: str | Path | None) -> Path:
+    """The model folder, created if need be, without what killed processes left in it."""
     root = model_dir(explicit_dir)
     with _writing(root):
         root.mkdir(parents=True, exist_ok=True)
+        _sweep(root)
     return root
 
 
@@ -82,25 +141,34 @@ def _model_folder(staging: Path, archive: Path, model: ZooModel | None) -> tuple
         folder = entries[0]
     else:
         raise ModelError(f"{archive}: holds neither {ONNX} nor a single folder with it")
+    if model is not None:
+        return folder, model
+    if folder is staging:
+        raise ModelError(f"{archive}: holds its files at the top, not in a folder named after the model, so "
+                         f"which model it is cannot be told; say it: segnet-ros models install {archive} --name NAME")
+    model = names().get(normalize(folder.name))
     if model is None:
-        model = names().get(normalize(folder.name)) if folder is not staging else None
-        if model is None:
-            raise ModelError(f"{archive}: cannot tell which model this is from its folder '{folder.name}'; "
-                             f"say it: segnet-ros models install {archive} --name NAME")
+        raise ModelError(f"{archive}: cannot tell which model this is from its folder '{folder.name}'; "
+                         f"say it: segnet-ros models install {archive} --name NAME")
     return folder, model
 
 
-def _stage(archive: Path, root: Path, model: ZooModel | None, limits: Limits) -> tuple[Path, Path, ZooModel]:
-    """Unpack and validate beside the target: (private folder to delete later, model folder, model)."""
-    staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
-    try:
-        extract(archive, staging, limits)
-        folder, model = _model_folder(staging, archive, model)
-        validate(folder, model)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return staging, folder, model
+@contextmanager
+def _staged(archive: Path, root: Path, model: ZooModel | None, limits: Limits) -> Iterator[tuple[Path, ZooModel]]:
+    """Unpack and validate in a private folder beside the target: (the model folder, the model).
+
+    Errors name files as members of ``archive``, never by the private folder's name.
+    """
+    with _private_folder(root, INCOMING) as staging:
+        try:
+            extract(archive, staging, limits)
+            folder, model = _model_folder(staging, archive, model)
+            check_links_inside(folder, staging, archive)
+            validate(folder, model)
+        except ModelError as exc:
+            message = str(exc).replace(f"{staging}{os.sep}", f"{archive}, member ").replace(str(staging), str(root))
+            raise ModelError(message) from None
+        yield folder, model
 
 
 def _commit(folder: Path, root: Path, model: ZooModel, replace: bool) -> Installed:
@@ -108,11 +176,11 @@ def _commit(folder: Path, root: Path, model: ZooModel, replace: bool) -> Install
     target = root / model.dir
     if (target / ONNX).is_file() and not replace:
         return Installed(model, target, OURS)
+    folder.chmod(0o755)  # a flat archive's folder is the private one, made for its owner alone
     if os.path.lexists(target):  # replaced on request, or a leftover that holds no model
-        old = Path(tempfile.mkdtemp(prefix=".removing-", dir=root))
-        os.rename(target, old / model.dir)
-        os.rename(folder, target)
-        shutil.rmtree(old, ignore_errors=True)
+        with _private_folder(root, REMOVING) as old:
+            os.rename(target, old / model.dir)
+            os.rename(folder, target)
     else:
         os.rename(folder, target)
     return Installed(model, target, OURS, fresh=True)
@@ -123,13 +191,8 @@ def install_archive(archive: str | Path, model: ZooModel | None = None, explicit
     """Install a model archive from a file (the offline way); ``model`` defaults to the archive's folder name."""
     archive = Path(archive).expanduser()
     root = _prepare(explicit_dir)
-    with _writing(root):
-        staging, folder, model = _stage(archive, root, model, limits)
-        try:
-            with _locked(root, model):
-                return _commit(folder, root, model, replace)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    with _writing(root), _staged(archive, root, model, limits) as (folder, model), _locked(root, model):
+        return _commit(folder, root, model, replace)
 
 
 def download(model: ZooModel, explicit_dir: str | Path | None = None, url_base: str | None = None,
@@ -143,19 +206,16 @@ def download(model: ZooModel, explicit_dir: str | Path | None = None, url_base: 
             return Installed(model, root / model.dir, OURS)
         archive = root / f".{model.archive}"
         try:
-            fetch(url, archive, policy, progress)
+            fetch(url, archive, policy, progress, limits.max_archive)
         except DownloadError as exc:
             raise DownloadError(
                 f"{exc}. Without internet access, copy {model.archive} (from {url}) onto this machine "
                 f"and run: segnet-ros models install {model.archive}") from None
         try:
-            staging, folder, _ = _stage(archive, root, model, limits)
+            with _staged(archive, root, model, limits) as (folder, _):
+                return _commit(folder, root, model, replace=False)
         finally:
             archive.unlink(missing_ok=True)
-        try:
-            return _commit(folder, root, model, replace=False)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove(model: ZooModel, explicit_dir: str | Path | None = None) -> Path:
@@ -164,8 +224,6 @@ def remove(model: ZooModel, explicit_dir: str | Path | None = None) -> Path:
     target = root / model.dir
     if not target.is_dir():
         raise ModelError(f"{model.name} is not installed in {root}")
-    with _writing(root), _locked(root, model):
-        old = Path(tempfile.mkdtemp(prefix=".removing-", dir=root))
+    with _writing(root), _locked(root, model), _private_folder(root, REMOVING) as old:
         os.rename(target, old / model.dir)
-        shutil.rmtree(old, ignore_errors=True)
     return target

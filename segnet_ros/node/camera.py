@@ -1,0 +1,291 @@
+"""One camera's pipeline: its subscriptions, its two worker threads and its publishers.
+
+The subscription callbacks only store the newest frame. One worker segments it, the other
+renders and publishes just the outputs that have subscribers, so frame N is published while
+frame N+1 is inferred. Each stage hands over through a newest-item slot: a slow model drops
+frames (counted in /diagnostics) instead of queueing them. With depth on, the publishing worker
+pairs the frame with the depth frame of the same stamp and publishes ``points`` with the mask's
+size and the mask's header stamp, as Nav2's semantic layer requires.
+
+Topics are relative to the node (``prefix/...`` for a named camera), so namespaces and remaps work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header, MultiArrayDimension, UInt32MultiArray
+
+from ..core.errors import FrameError
+from ..core.pointcloud import CloudBuilder, Intrinsics
+from ..core.segnet import Segmentation, SegNet
+from .conversions import ImageBuffers, compressed_to_array, depth_to_array, image_to_array, scale_camera_info
+from .depth import DepthPairer
+from .pipeline import LatestSlot, PipelineStats
+
+INPUT_TOPICS = ("image", "image/compressed", "camera_info", "depth/image", "depth/camera_info")
+IMAGE_OUTPUTS = ("class_mask", "color_mask", "overlay", "confidence")
+CAMERA_OUTPUTS = IMAGE_OUTPUTS + ("class_histogram", "camera_info_mask", "points")
+THROTTLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """What one camera subscribes to and how (from the node's parameters)."""
+
+    input_qos: QoSProfile
+    output_qos: QoSProfile
+    compressed: bool = False
+    use_camera_info: bool = False
+    use_depth: bool = False
+    depth_slop_s: float = 0.0
+    depth_timeout_s: float = 0.1
+    max_input_pixels: int = 1 << 62
+
+
+def stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class CameraPipeline:
+    """Publishers exist from construction (a configured node); :meth:`start` subscribes and starts the
+    workers (an active node); :meth:`stop` undoes that, :meth:`destroy` also removes the publishers."""
+
+    def __init__(self, node: Node, net: SegNet, settings: CameraSettings,
+                 mask_size: Callable[[], str | tuple[int, int]], prefix: str = "") -> None:
+        self.node, self.net, self.settings, self.prefix = node, net, settings, prefix
+        self._mask_size = mask_size
+        self.stats = PipelineStats()
+        self._buffers = ImageBuffers()  # used by the publishing thread only
+        self._cloud = CloudBuilder()
+        self._last_bad = 0
+        self._subscriptions: list = []
+        self._workers: list[threading.Thread] = []
+        self.slot, self._results = LatestSlot(), LatestSlot()
+        self._depth: DepthPairer | None = None
+        self._camera_info: CameraInfo | None = None
+        self._depth_info: CameraInfo | None = None
+        self._depth_size: tuple[int, int] | None = None
+        self._decode = partial(compressed_to_array if settings.compressed else image_to_array,
+                               max_pixels=settings.max_input_pixels)
+        qos = settings.output_qos
+        self._pubs = {name: node.create_publisher(Image, self.topic(name), qos) for name in IMAGE_OUTPUTS}
+        self._pubs["class_histogram"] = node.create_publisher(UInt32MultiArray, self.topic("class_histogram"), qos)
+        if settings.use_camera_info:
+            self._pubs["camera_info_mask"] = node.create_publisher(CameraInfo, self.topic("camera_info_mask"), qos)
+        if settings.use_depth:
+            self._pubs["points"] = node.create_publisher(PointCloud2, self.topic("points"), qos)
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    @property
+    def image_topic(self) -> str:
+        return self.topic("image/compressed" if self.settings.compressed else "image")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        node, qos = self.node, self.settings.input_qos
+        self.slot, self._results = LatestSlot(), LatestSlot()
+        subscribe = node.create_subscription
+        self._subscriptions = [subscribe(CompressedImage if self.settings.compressed else Image, self.image_topic,
+                                         self._on_frame, qos)]
+        if self.settings.use_camera_info:
+            self._subscriptions.append(subscribe(CameraInfo, self.topic("camera_info"), self._on_camera_info, qos))
+        if self.settings.use_depth:
+            self._depth = DepthPairer(round(self.settings.depth_slop_s * 1e9))
+            self._subscriptions += [subscribe(Image, self.topic("depth/image"), self._on_depth, qos),
+                                    subscribe(CameraInfo, self.topic("depth/camera_info"), self._on_depth_info, qos)]
+        name = self.prefix or "camera"
+        self._workers = [
+            threading.Thread(target=self._work, args=(self.slot, self._infer), name=f"segnet-infer-{name}",
+                             daemon=True),
+            threading.Thread(target=self._work, args=(self._results, self._publish), name=f"segnet-publish-{name}",
+                             daemon=True),
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def stop(self) -> None:
+        """No more callbacks; a frame in flight is finished (while the context is still valid)."""
+        for subscription in self._subscriptions:
+            self.node.destroy_subscription(subscription)
+        self._subscriptions = []
+        self.slot.close()
+        self._results.close()
+        if self._depth is not None:
+            self._depth.close()
+        for worker in self._workers:
+            worker.join(timeout=10.0)
+        self._workers = []
+
+    def destroy(self) -> None:
+        self.stop()
+        for publisher in self._pubs.values():
+            self.node.destroy_publisher(publisher)
+        self._pubs = {}
+
+    @property
+    def workers(self) -> list[threading.Thread]:
+        return list(self._workers)
+
+    # -- callbacks (executor thread): cheap, never block -------------------------------------------
+    def _on_frame(self, msg) -> None:
+        self.stats.arrived()
+        self.slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        try:
+            depth_to_array(msg, self.settings.max_input_pixels)  # checked here, so a bad one is counted now
+        except FrameError as exc:
+            self._bad(f"bad depth frame skipped: {exc}")
+            return
+        self._depth.add(stamp_ns(msg.header), msg)
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        self._depth_info = msg
+
+    # -- the pipeline ----------------------------------------------------------------------------
+    def _bad(self, text: str) -> None:
+        self.stats.rejected()
+        self.node.get_logger().warn(text, throttle_duration_sec=THROTTLE_S)
+
+    def _work(self, slot: LatestSlot, stage) -> None:
+        while not slot.closed:
+            item = slot.take(timeout=0.5)
+            if item is None:
+                continue
+            try:
+                stage(*item)
+            except FrameError as exc:
+                self._bad(f"bad frame skipped: {exc}")
+            except Exception as exc:  # keep serving: one broken frame must not stop the robot's perception
+                if not self.node.context.ok():
+                    return  # shutting down: nothing to report
+                self.stats.rejected()
+                self.node.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
+                                             throttle_duration_sec=THROTTLE_S)
+
+    def _wanted(self) -> dict[str, bool]:
+        wanted = {name: pub.get_subscription_count() > 0 for name, pub in self._pubs.items()}
+        if "camera_info_mask" in wanted:
+            wanted["camera_info_mask"] &= self._camera_info is not None
+        return wanted
+
+    def _infer(self, msg, received_at: float) -> None:
+        wanted = self._wanted()
+        if not any(wanted.values()):
+            self.stats.idle()  # nobody listens: no inference at all
+            return
+        frame, encoding = self._decode(msg)
+        segmentation = self.net.process(frame, encoding)
+        self._results.put((msg.header, segmentation, wanted, received_at, self.net.timings.inference))
+
+    def _paired_depth(self, header: Header) -> Image | None:
+        if self._depth is None:
+            return None
+        depth = self._depth.take(stamp_ns(header), self.settings.depth_timeout_s)
+        if depth is None:
+            self.stats.missed_depth()
+        else:
+            self._depth_size = (depth.width, depth.height)
+        return depth
+
+    def _size(self, seg: Segmentation) -> tuple[int, int]:
+        setting = self._mask_size()
+        if setting == "input":
+            return seg.input_size
+        if setting == "grid":
+            return seg.grid_size
+        if setting == "depth":
+            return self._depth_size or seg.input_size  # no depth frame yet: the input's size
+        return setting
+
+    def _publish(self, header: Header, seg: Segmentation, wanted: dict[str, bool], received_at: float,
+                 inference_ms: float) -> None:
+        depth = self._paired_depth(header) if wanted.get("points") or self._mask_size() == "depth" else None
+        width, height = self._size(seg)
+        mask_shape, image_shape = (height, width), (seg.input_size[1], seg.input_size[0], 3)
+        buffers = self._buffers
+        cloud = bool(wanted.get("points")) and depth is not None
+        labels = confidence = points = None
+        if wanted["class_mask"] or cloud:
+            labels = seg.class_mask((width, height), buffers.pixels("class_mask", mask_shape))
+        if wanted["confidence"] or cloud:
+            confidence = seg.confidence((width, height), buffers.pixels("confidence", mask_shape))
+        if cloud:
+            points = self._points(header, depth, labels, confidence)
+        # the aligned outputs go out back to back, so a synchronizer sees them together
+        if wanted["class_mask"]:
+            self._pubs["class_mask"].publish(buffers.image("class_mask", header, mask_shape, "mono8"))
+        if wanted["confidence"]:
+            self._pubs["confidence"].publish(buffers.image("confidence", header, mask_shape, "mono8"))
+        if points is not None:
+            self._pubs["points"].publish(points)
+        if wanted["class_histogram"]:
+            counts = seg.histogram((width, height))
+            msg = UInt32MultiArray()
+            msg.layout.dim = [MultiArrayDimension(label="class", size=len(counts), stride=len(counts))]
+            msg.data = counts.astype("uint32").tolist()
+            self._pubs["class_histogram"].publish(msg)
+        if wanted["color_mask"]:
+            self._pubs["color_mask"].publish(buffers.image(
+                "color_mask", header, image_shape, "rgb8", lambda out: seg.color_mask(None, out)))
+        if wanted["overlay"]:
+            self._pubs["overlay"].publish(buffers.image(
+                "overlay", header, image_shape, "bgr8" if seg.encoding.bgr else "rgb8",
+                lambda out: seg.overlay(None, out)))
+        if wanted.get("camera_info_mask"):
+            self._pubs["camera_info_mask"].publish(scale_camera_info(self._camera_info, header, width, height))
+        self.stats.finished(received_at, inference_ms)
+
+    def _points(self, header: Header, depth: Image, labels, confidence) -> PointCloud2 | None:
+        info = self._depth_info
+        if info is None:
+            self.stats.missed_depth()
+            self.node.get_logger().warn(f"no {self.node.resolve_topic_name(self.topic('depth/camera_info'))} yet: "
+                                        "points are not published", throttle_duration_sec=THROTTLE_S)
+            return None
+        raw, metres = depth_to_array(depth, self.settings.max_input_pixels)
+        intrinsics = Intrinsics.from_k(info.k, info.width or depth.width, info.height or depth.height)
+        cloud_header = Header(stamp=header.stamp, frame_id=depth.header.frame_id or header.frame_id)
+        self.stats.cloud()
+        return self._buffers.cloud("points", cloud_header, *labels.shape, lambda out: self._cloud.build(
+            raw, metres, intrinsics, labels, confidence, out))
+
+    # -- diagnostics -------------------------------------------------------------------------------
+    def diagnostics(self, name: str, hardware_id: str, extra: dict[str, str]) -> DiagnosticStatus:
+        snap = self.stats.snapshot(self.slot.dropped + self._results.dropped)
+        status = DiagnosticStatus(name=name, hardware_id=hardware_id)
+        new_bad = snap.bad - self._last_bad
+        status.level = DiagnosticStatus.WARN if new_bad > 0 else DiagnosticStatus.OK
+        status.message = (f"{snap.processed_hz:.1f} fps processed of {snap.input_hz:.1f} fps input; "
+                          f"{snap.dropped} dropped, {snap.bad} bad")
+        if new_bad > 0:
+            status.message += f" ({new_bad} bad since last report)"
+        self._last_bad = snap.bad
+        values = {
+            "input_topic": self.node.resolve_topic_name(self.image_topic),
+            "input_rate_hz": f"{snap.input_hz:.2f}", "processed_rate_hz": f"{snap.processed_hz:.2f}",
+            "frames_received": snap.received, "frames_processed": snap.processed,
+            "frames_dropped": snap.dropped, "frames_bad": snap.bad,
+            "frames_skipped_no_subscribers": snap.skipped,
+            "latency_ms": f"{snap.latency_ms:.1f}", "latency_max_ms": f"{snap.latency_max_ms:.1f}",
+            "inference_ms": f"{snap.inference_ms:.1f}",
+        }
+        if self.settings.use_depth:
+            values.update(clouds_published=snap.clouds, clouds_skipped_no_depth=snap.missed_depth)
+        values.update(extra)
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        return status
