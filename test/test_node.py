@@ -344,7 +344,7 @@ def test_shutdown_stops_the_workers_and_releases_the_backend(small_reference):
     assert released == [True]
 
 
-@pytest.mark.parametrize("signum, delay", [(signal.SIGINT, 0.3), (signal.SIGINT, 1.5), (signal.SIGTERM, 1.0)])
+@pytest.mark.parametrize("signum, delay", [(signal.SIGINT, 0.8), (signal.SIGINT, 1.5), (signal.SIGTERM, 1.0)])
 def test_stopping_during_start_up_is_quiet(tmp_path, signum, delay):
     """Ctrl-C or SIGTERM while the node is still importing or building its session: status 0, no traceback."""
     from segnet_ros.core.refnet import write_reference_model

@@ -13,7 +13,14 @@ def _run(node_class: str, argv: list[str] | None) -> int:
     rclpy's own signal handler would shut the context down while a worker is mid-frame; ours
     turns both signals into KeyboardInterrupt, so the workers stop before the context goes.
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop_requested: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        stop_requested.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     rclpy = None
     try:
         from ..threads import reserve_cores_for_inference
@@ -33,6 +40,8 @@ def _run(node_class: str, argv: list[str] | None) -> int:
         try:
             node = NodeClass()
         except SegnetError as exc:
+            if stop_requested:  # an interrupted import or build can surface as an error: it is a stop
+                return 0
             rclpy.logging.get_logger("segnet").fatal(str(exc))
             return 1
         executor = SingleThreadedExecutor()
