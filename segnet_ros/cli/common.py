@@ -51,12 +51,11 @@ def seconds(maximum: float) -> Callable[[str], float]:
     return parse
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = True) -> None:
-    """Model arguments, then backend ones: ``backend_choice=False`` leaves out --backend/--device/--threads
-    (for commands that always use TensorRT)."""
+def add_model_file_arguments(parser: argparse.ArgumentParser, default_network: str = DEFAULT_NETWORK) -> None:
+    """The arguments that name a model's files (what :func:`model_files` reads)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--network", default=DEFAULT_NETWORK,
-                       help=f"model name (default {DEFAULT_NETWORK}; 'segnet-ros models list' shows them all; "
+    group.add_argument("--network", default=default_network,
+                       help=f"model name (default {default_network}; 'segnet-ros models list' shows them all; "
                             "'reference' is the untrained built-in)")
     group.add_argument("--model", help="path to an FCN-ResNet18 ONNX file (overrides --network)")
     group.add_argument("--model-dir", "--model_dir", dest="model_dir",
@@ -67,6 +66,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
                        help="name of the input tensor (default input_0)")
     group.add_argument("--output_blob", "--output-blob", dest="output_blob", default="output_0",
                        help="name of the output tensor (default output_0)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = True) -> None:
+    """Model arguments, then backend ones: ``backend_choice=False`` leaves out --backend/--device/--threads
+    (for commands that always use TensorRT)."""
+    add_model_file_arguments(parser)
     if backend_choice:
         group = parser.add_argument_group("backend")
         group.add_argument("--backend", choices=BACKENDS, default="auto",

@@ -25,7 +25,7 @@ import sys
 from ..core.errors import ModelError
 from ..node.params import BY_NAME
 from ..zoo import registry
-from .common import load_from_args
+from .common import add_model_file_arguments, load_from_args
 
 PLUGIN = "semantic_segmentation_layer::SemanticSegmentationLayer"
 # layer parameter -> this node's topic (relative to the node's namespace)
@@ -78,18 +78,7 @@ def add_parser(subparsers) -> None:
                     "(kiwicampus semantic_segmentation_layer) for segnet_node: its topics under --namespace "
                     "and every class name of the model, sorted into groups to edit. Reads only the "
                     "model's files; runs no inference.")
-    group = parser.add_argument_group("model")
-    default = str(BY_NAME["model"].default)
-    group.add_argument("--network", default=default,
-                       help=f"model name (default {default}, the node's default; 'segnet-ros models list')")
-    group.add_argument("--model", help="path to an FCN-ResNet18 ONNX file (overrides --network)")
-    group.add_argument("--model-dir", "--model_dir", dest="model_dir",
-                       help="folder of installed models (default $SEGNET_ROS_MODELS, else the user cache)")
-    group.add_argument("--labels", help="classes.txt with one class name per line (the node's 'labels')")
-    group.add_argument("--input_blob", "--input-blob", dest="input_blob", default="input_0",
-                       help="name of the input tensor (default input_0)")
-    group.add_argument("--output_blob", "--output-blob", dest="output_blob", default="output_0",
-                       help="name of the output tensor (default output_0)")
+    add_model_file_arguments(parser, default_network=str(BY_NAME["model"].default))  # the node's default model
     group = parser.add_argument_group("Nav2")
     group.add_argument("--namespace", type=_namespace, default="",
                        help="the segnet node's namespace (default: none); its topics are resolved under it")
@@ -103,7 +92,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--costmap", choices=COSTMAPS, default="local_costmap",
                        help="wrap the block in <costmap>: <costmap>: ros__parameters: (default local_costmap); "
                             "none: print the layer block alone")
-    parser.set_defaults(run=run, colors=None)
+    parser.set_defaults(run=run)
 
 
 def _quote(text: str) -> str:

@@ -43,6 +43,12 @@ class Intrinsics:
         return cls(fx, fy, cx, cy, int(width), int(height))
 
 
+def resampled_coordinate(coordinate: float, scale: float) -> float:
+    """Where pixel coordinate ``coordinate`` lands in an image resampled by ``scale``, with pixel
+    centres kept aligned (the camera_info convention): ``(u + 0.5) * scale - 0.5``."""
+    return (coordinate + 0.5) * scale - 0.5
+
+
 def sample_indices(size: int, source: int) -> np.ndarray:
     """Source index of each of ``size`` output pixels: the reference's nearest rule."""
     return (np.arange(size, dtype=np.int64) * source) // size
@@ -65,8 +71,8 @@ class CloudBuilder:
         # K belongs to the depth image as the camera_info says it was; a depth image of another size
         # (binned, or camera_info of a different mode) scales K about pixel centres.
         sx, sy = depth_w / intrinsics.width, depth_h / intrinsics.height
-        fx, cx = intrinsics.fx * sx, (intrinsics.cx + 0.5) * sx - 0.5
-        fy, cy = intrinsics.fy * sy, (intrinsics.cy + 0.5) * sy - 0.5
+        fx, cx = intrinsics.fx * sx, resampled_coordinate(intrinsics.cx, sx)
+        fy, cy = intrinsics.fy * sy, resampled_coordinate(intrinsics.cy, sy)
         self._rays_x = ((self._cols - cx) / fx).astype(np.float32)
         self._rays_y = ((self._rows - cy) / fy).astype(np.float32)[:, None]
         self._z = np.empty((height, width), np.float32)

@@ -6,8 +6,12 @@ Runs use a private DDS domain limited to this machine, so a demo never meets a r
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -15,6 +19,34 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+
+@functools.lru_cache(maxsize=1)
+def _rclpy_major() -> int | None:
+    """The installed rclpy's major version, read without importing it (once per process)."""
+    candidates = [Path(p) / "share" / "rclpy" / "package.xml"
+                  for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    try:
+        spec = importlib.util.find_spec("rclpy")  # finds the package, does not run it
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        # <prefix>/lib/pythonX.Y/site-packages/rclpy/__init__.py, or /opt/ros/<distro>/local/lib/
+        # pythonX.Y/dist-packages/rclpy/__init__.py: the prefix holds share/rclpy/package.xml.
+        candidates[:0] = [p / "share" / "rclpy" / "package.xml" for p in Path(spec.origin).parents[3:6]]
+    for path in candidates:
+        try:
+            match = re.search(r"<version>\s*(\d+)\.", path.read_text())
+        except OSError:
+            continue
+        if match:
+            return int(match.group(1))
+    for distribution in ("ros-rclpy", "rclpy"):
+        try:
+            return int(importlib.metadata.version(distribution).split(".")[0])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue
+    return None
 
 
 def private_ros_environment() -> dict[str, str]:
@@ -25,39 +57,10 @@ def private_ros_environment() -> dict[str, str]:
     print deprecation warnings into every node's log. The installed rclpy's version is read from its
     package.xml (or its wheel's metadata) without importing it; if it cannot be read, both are set.
     """
-    import importlib.metadata
-    import importlib.util
-    import re
-
-    def rclpy_major() -> int | None:
-        candidates = [Path(p) / "share" / "rclpy" / "package.xml"
-                      for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-        try:
-            spec = importlib.util.find_spec("rclpy")  # finds the package, does not run it
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.origin:
-            # <prefix>/lib/pythonX.Y/site-packages/rclpy/__init__.py, or /opt/ros/<distro>/local/lib/
-            # pythonX.Y/dist-packages/rclpy/__init__.py: the prefix holds share/rclpy/package.xml.
-            candidates[:0] = [p / "share" / "rclpy" / "package.xml" for p in Path(spec.origin).parents[3:6]]
-        for path in candidates:
-            try:
-                match = re.search(r"<version>\s*(\d+)\.", path.read_text())
-            except OSError:
-                continue
-            if match:
-                return int(match.group(1))
-        for distribution in ("ros-rclpy", "rclpy"):
-            try:
-                return int(importlib.metadata.version(distribution).split(".")[0])
-            except (importlib.metadata.PackageNotFoundError, ValueError):
-                continue
-        return None
-
     if "SEGNET_PRIVATE_DOMAIN" not in os.environ:
         os.environ["SEGNET_PRIVATE_DOMAIN"] = str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100))
     env = {"ROS_DOMAIN_ID": os.environ["SEGNET_PRIVATE_DOMAIN"], "PYTHONUNBUFFERED": "1"}
-    major = rclpy_major()
+    major = _rclpy_major()
     if major is None or major < 4:  # Humble (rclpy 3.x) and older
         env["ROS_LOCALHOST_ONLY"] = "1"
     if major is None or major >= 4:  # Iron, Jazzy, Kilted, Rolling

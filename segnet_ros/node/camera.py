@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -49,6 +51,14 @@ class CameraSettings:
     depth_slop_s: float = 0.0
     depth_timeout_s: float = 0.1
     max_input_pixels: int = 1 << 62
+
+
+class DepthFrame(NamedTuple):
+    """A depth message checked on arrival, with the view of its values that check made."""
+
+    msg: Image
+    values: np.ndarray  # (H, W) uint16 or float32, in the message's byte order
+    metres_per_unit: float
 
 
 def stamp_ns(header: Header) -> int:
@@ -146,12 +156,12 @@ class CameraPipeline:
         self._camera_info = msg
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            depth_to_array(msg, self.settings.max_input_pixels)  # checked here, so a bad one is counted now
+        try:  # checked (a zero-copy view) here, so a bad one is counted when it comes
+            values, metres_per_unit = depth_to_array(msg, self.settings.max_input_pixels)
         except FrameError as exc:
             self._bad(f"bad depth frame skipped: {exc}")
             return
-        self._depth.add(stamp_ns(msg.header), msg)
+        self._depth.add(stamp_ns(msg.header), DepthFrame(msg, values, metres_per_unit))
 
     def _on_depth_info(self, msg: CameraInfo) -> None:
         self._depth_info = msg
@@ -192,18 +202,17 @@ class CameraPipeline:
         segmentation = self.net.process(frame, encoding)
         self._results.put((msg.header, segmentation, wanted, received_at, self.net.timings.inference))
 
-    def _paired_depth(self, header: Header) -> Image | None:
+    def _paired_depth(self, header: Header) -> DepthFrame | None:
         if self._depth is None:
             return None
         depth = self._depth.take(stamp_ns(header), self.settings.depth_timeout_s)
         if depth is None:
             self.stats.missed_depth()
         else:
-            self._depth_size = (depth.width, depth.height)
+            self._depth_size = (depth.msg.width, depth.msg.height)
         return depth
 
-    def _size(self, seg: Segmentation) -> tuple[int, int]:
-        setting = self._mask_size()
+    def _size(self, setting: str | tuple[int, int], seg: Segmentation) -> tuple[int, int]:
         if setting == "input":
             return seg.input_size
         if setting == "grid":
@@ -214,8 +223,9 @@ class CameraPipeline:
 
     def _publish(self, header: Header, seg: Segmentation, wanted: dict[str, bool], received_at: float,
                  inference_ms: float) -> None:
-        depth = self._paired_depth(header) if wanted.get("points") or self._mask_size() == "depth" else None
-        width, height = self._size(seg)
+        setting = self._mask_size()  # read once: a parameter change never splits a frame
+        depth = self._paired_depth(header) if wanted.get("points") or setting == "depth" else None
+        width, height = self._size(setting, seg)
         mask_shape, image_shape = (height, width), (seg.input_size[1], seg.input_size[0], 3)
         buffers = self._buffers
         cloud = bool(wanted.get("points")) and depth is not None
@@ -250,19 +260,19 @@ class CameraPipeline:
             self._pubs["camera_info_mask"].publish(scale_camera_info(self._camera_info, header, width, height))
         self.stats.finished(received_at, inference_ms)
 
-    def _points(self, header: Header, depth: Image, labels, confidence) -> PointCloud2 | None:
+    def _points(self, header: Header, depth: DepthFrame, labels, confidence) -> PointCloud2 | None:
         info = self._depth_info
         if info is None:
             self.stats.missed_depth()
             self.node.get_logger().warn(f"no {self.node.resolve_topic_name(self.topic('depth/camera_info'))} yet: "
                                         "points are not published", throttle_duration_sec=THROTTLE_S)
             return None
-        raw, metres = depth_to_array(depth, self.settings.max_input_pixels)
-        intrinsics = Intrinsics.from_k(info.k, info.width or depth.width, info.height or depth.height)
-        cloud_header = Header(stamp=header.stamp, frame_id=depth.header.frame_id or header.frame_id)
+        msg = depth.msg
+        intrinsics = Intrinsics.from_k(info.k, info.width or msg.width, info.height or msg.height)
+        cloud_header = Header(stamp=header.stamp, frame_id=msg.header.frame_id or header.frame_id)
         self.stats.cloud()
         return self._buffers.cloud("points", cloud_header, *labels.shape, lambda out: self._cloud.build(
-            raw, metres, intrinsics, labels, confidence, out))
+            depth.values, depth.metres_per_unit, intrinsics, labels, confidence, out))
 
     # -- diagnostics -------------------------------------------------------------------------------
     def diagnostics(self, name: str, hardware_id: str, extra: dict[str, str]) -> DiagnosticStatus:

@@ -15,7 +15,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from ..core.errors import FrameError
-from ..core.pointcloud import CLOUD_DTYPE, DEPTH_ENCODINGS
+from ..core.pointcloud import CLOUD_DTYPE, DEPTH_ENCODINGS, resampled_coordinate
 
 # encoding -> (bytes per pixel, cv2 conversion to RGB or None, encoding the core receives)
 _RAW = {
@@ -212,12 +212,12 @@ def scale_camera_info(info: CameraInfo, header, width: int, height: int) -> Came
     out.d = list(info.d)
     out.r = list(info.r)
     k = list(info.k)
-    k[0], k[1], k[2] = k[0] * sx, k[1] * sx, (k[2] + 0.5) * sx - 0.5
-    k[4], k[5] = k[4] * sy, (k[5] + 0.5) * sy - 0.5
+    k[0], k[1], k[2] = k[0] * sx, k[1] * sx, resampled_coordinate(k[2], sx)
+    k[4], k[5] = k[4] * sy, resampled_coordinate(k[5], sy)
     out.k = k
     p = list(info.p)
-    p[0], p[1], p[2], p[3] = p[0] * sx, p[1] * sx, (p[2] + 0.5) * sx - 0.5, p[3] * sx
-    p[5], p[6], p[7] = p[5] * sy, (p[6] + 0.5) * sy - 0.5, p[7] * sy
+    p[0], p[1], p[2], p[3] = p[0] * sx, p[1] * sx, resampled_coordinate(p[2], sx), p[3] * sx
+    p[5], p[6], p[7] = p[5] * sy, resampled_coordinate(p[6], sy), p[7] * sy
     out.p = p
     out.binning_x, out.binning_y = info.binning_x, info.binning_y
     roi = info.roi

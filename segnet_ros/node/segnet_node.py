@@ -121,11 +121,11 @@ class Segmenter:
         node = self.node
         self._model_pubs = {"class_labels": node.create_publisher(String, "class_labels", LATCHED),
                             "diagnostics": node.create_publisher(DiagnosticArray, "/diagnostics", 10)}
-        label_info = _label_info_type()
-        if label_info is None:
+        self._label_info = _label_info_type()
+        if self._label_info is None:
             node.get_logger().warn(VISION_MSGS_MISSING)
         else:
-            self._model_pubs["label_info"] = node.create_publisher(label_info[0], "label_info", LATCHED)
+            self._model_pubs["label_info"] = node.create_publisher(self._label_info[0], "label_info", LATCHED)
         self._diagnostics_period = values["diagnostics_period"]
         self.camera = CameraPipeline(node, self.net, CameraSettings(
             input_qos=_qos(values["input_reliability"], values["input_depth"]),
@@ -188,7 +188,7 @@ class Segmenter:
         text = yaml.safe_dump({"model": net.model.name, "classes": classes}, sort_keys=False)
         self._model_pubs["class_labels"].publish(String(data=text))
         if "label_info" in self._model_pubs:
-            label_info, vision_class = _label_info_type()
+            label_info, vision_class = self._label_info
             msg = label_info(threshold=self._label_threshold, class_map=[
                 vision_class(class_id=i, class_name=name) for i, name in enumerate(net.class_names)])
             msg.header.stamp = self.node.get_clock().now().to_msg()
