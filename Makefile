@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := ros,msgs-build,onnxruntime,opencv,test
+EXTRAS := ros,msgs-build,onnxruntime,quantize,openvino,bag,opencv,test
 
 # vision_msgs is not on PyPI: msgs/build.sh builds our copy of its LabelInfo/VisionClass
 # definitions into a venv with the ROS interface tool chain pip installed there.
@@ -65,7 +65,7 @@ FLOOR_PYTHON ?= $(firstword $(wildcard /usr/bin/python3.10 /usr/local/bin/python
                   $(HOME)/.pyenv/versions/3.10*/bin/python3.10))
 FLOOR_VENV   := .venv-floor
 FLOOR_SKIP    = $(ROS_TESTS) test/test_demo.py test/test_benchmarks.py test/test_nav2_params.py test/test_launch_nav2.py \
-                test/test_packaging.py test/test_tensorrt_gpu.py
+                test/test_packaging.py test/test_tensorrt_gpu.py test/test_openvino_backend.py test/test_bag_ros.py
 
 test-floor:
 	@if [ -z "$(FLOOR_PYTHON)" ] || ! "$(FLOOR_PYTHON)" -c "" 2>/dev/null; then \
@@ -79,7 +79,10 @@ test-floor:
 
 benchmark: $(MSGS_STAMP)
 	$(BIN)/python benchmarks/render_benchmark.py
-	$(BIN)/python benchmarks/node_benchmark.py
+	$(BIN)/python -m segnet_ros.cli.main benchmark
+	$(BIN)/python benchmarks/node_benchmark.py --transport tuned
+	$(BIN)/python benchmarks/multicamera_benchmark.py
+	$(BIN)/python benchmarks/bag_benchmark.py
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) $(JAZZY_VENV) build install log demo_output .pytest_cache

@@ -41,7 +41,9 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # the real vision_msgs definitions, for `segnet-ros bag` to write label_info without a ROS install
+        (f"share/{PACKAGE}/msgs/vision_msgs/msg", glob("msgs/vision_msgs/msg/*.msg")),
         (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
     ],
     install_requires=["setuptools", "numpy>=1.21", "onnx>=1.12", "PyYAML>=5.4"],
@@ -49,6 +51,11 @@ setup(
         # OpenCV and ONNX Runtime are extras: ROS installs and Jetsons bring their own builds.
         "opencv": ["opencv-python-headless>=4.5"],
         "onnxruntime": ["onnxruntime>=1.12"],
+        # `segnet-ros quantize`: ONNX Runtime's quantisation tooling (quant_pre_process needs sympy).
+        "quantize": ["onnxruntime>=1.12", "sympy"],
+        "openvino": ["openvino>=2024.0"],
+        # `segnet-ros bag`: rosbag2 (MCAP and SQLite 3) without a ROS install.
+        "bag": ["rosbags>=0.11"],
         "ros": ROS,
         "msgs-build": MSGS_BUILD,
         "test": ["pytest>=7", "ruff>=0.5", "colcon-core>=0.15", "colcon-ros>=0.4"],

@@ -4,10 +4,17 @@
   ros2 launch segnet_ros segnet.launch.py \
       params_file:=$(ros2 pkg prefix segnet_ros)/share/segnet_ros/config/cityscapes.yaml
   ros2 launch segnet_ros segnet.launch.py model:=fcn-resnet18-deepscene backend:=tensorrt namespace:=front rviz:=true
+  ros2 launch segnet_ros segnet.launch.py cameras:="front, left, right"   # one node, one model, three cameras
+  ros2 launch segnet_ros segnet.launch.py \
+      params_file:=$(ros2 pkg prefix segnet_ros)/share/segnet_ros/config/three_cameras.yaml
 
-Parameters come from config/segnet.yaml, then params_file, then the model/backend
-arguments when they are given (empty means: leave the files' values alone).
+Parameters come from config/segnet.yaml, then params_file, then the model/backend/cameras
+arguments when they are given (empty means: leave the files' values alone). With cameras, each
+camera's inputs are remapped from the camera_* patterns ({camera} is its name) and its outputs
+are published as <camera>/class_mask, <camera>/overlay, ...
 """
+
+import re
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -17,8 +24,11 @@ from launch_ros.substitutions import FindPackageShare
 
 # launch argument -> node topic it is remapped onto
 TOPIC_ARGUMENTS = {"image": "image", "compressed_image": "image/compressed", "camera_info": "camera_info"}
+# with cameras: launch argument -> each camera's topic, remapped from the argument's {camera} pattern
+CAMERA_TOPIC_ARGUMENTS = {"camera_image": "image", "camera_compressed_image": "image/compressed",
+                          "camera_camera_info": "camera_info"}
 # launch arguments that override node parameters of the same name when non-empty
-PARAMETER_ARGUMENTS = ("model", "backend")
+PARAMETER_ARGUMENTS = ("model", "backend", "cameras")
 
 ARGUMENTS = (
     ("image", "/camera/image_raw", "camera image topic (sensor_msgs/Image) to segment"),
@@ -27,9 +37,43 @@ ARGUMENTS = (
     ("namespace", "", "namespace for the node and its topics"),
     ("params_file", "", "extra parameter file, e.g. config/cityscapes.yaml"),
     ("model", "", "model name or .onnx path; empty: from the parameter files"),
-    ("backend", "", "auto | onnxruntime | tensorrt; empty: from the parameter files"),
+    ("backend", "", "auto | onnxruntime | openvino | tensorrt; empty: from the parameter files"),
+    ("transport_profile", "default", "Fast DDS profile of the node's process: default (config/fastdds_large_data.xml, "
+     "a shared-memory segment large enough for whole images), a file, or '' for Fast DDS as it comes"),
+    ("cameras", "", "camera names sharing one model, e.g. \"front, left, right\"; empty: the one camera above"),
+    ("camera_image", "/{camera}/image_raw", "with cameras: each camera's image topic"),
+    ("camera_compressed_image", "/{camera}/image_raw/compressed", "with cameras: each camera's compressed topic"),
+    ("camera_camera_info", "/{camera}/camera_info", "with cameras: each camera's camera info topic"),
     ("rviz", "false", "start RViz with config/rviz/segnet.rviz"),
 )
+
+
+def camera_names(text: str) -> list[str]:
+    """ "front, left right" or "[front, left, right]" -> ["front", "left", "right"]."""
+    return [name for name in re.split(r"[\s,\[\]'\"]+", text) if name]
+
+
+def file_cameras(paths: list[str]) -> list[str]:
+    """The cameras a parameter file sets (the last file that sets them wins), so that a file like
+    config/three_cameras.yaml gets its cameras' topics remapped too."""
+    import yaml
+
+    cameras: list[str] = []
+    for path in paths:
+        with open(path) as stream:
+            for section in (yaml.safe_load(stream) or {}).values():
+                cameras = list((section or {}).get("ros__parameters", {}).get("cameras") or cameras)
+    return cameras
+
+
+def transport_environment(text: str, share: str) -> dict:
+    """The node's process only (other nodes of the user's launch are untouched); nothing where the user
+    already set a Fast DDS profile variable. See README "Transport"."""
+    from segnet_ros.transport import PROFILE_NAME, profile_environment
+
+    if not text:
+        return {}
+    return profile_environment(f"{share}/config/{PROFILE_NAME}" if text == "default" else text)
 
 
 def _nodes(context):
@@ -41,6 +85,13 @@ def _nodes(context):
     if value("params_file"):
         parameters.append(value("params_file"))
     overrides = {name: value(name) for name in PARAMETER_ARGUMENTS if value(name)}
+    cameras = camera_names(overrides.pop("cameras", "")) or file_cameras(parameters)
+    if cameras:
+        overrides["cameras"] = cameras
+        remappings = [(f"{camera}/{topic}", value(argument).format(camera=camera))
+                      for camera in cameras for argument, topic in CAMERA_TOPIC_ARGUMENTS.items()]
+    else:
+        remappings = [(topic, value(argument)) for argument, topic in TOPIC_ARGUMENTS.items()]
     if overrides:
         parameters.append(overrides)
     nodes = [Node(
@@ -49,7 +100,8 @@ def _nodes(context):
         name="segnet",
         namespace=value("namespace"),
         parameters=parameters,
-        remappings=[(topic, value(argument)) for argument, topic in TOPIC_ARGUMENTS.items()],
+        remappings=remappings,
+        additional_env=transport_environment(value("transport_profile"), share),
         output="screen",
         emulate_tty=True,
     )]

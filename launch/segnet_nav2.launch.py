@@ -44,7 +44,9 @@ ARGUMENTS = (
     ("namespace", "", "namespace for the node and its topics"),
     ("params_file", "", "extra parameter file, e.g. config/cityscapes.yaml"),
     ("model", "", "model name or .onnx path; empty: from the parameter files"),
-    ("backend", "", "auto | onnxruntime | tensorrt; empty: from the parameter files"),
+    ("backend", "", "auto | onnxruntime | openvino | tensorrt; empty: from the parameter files"),
+    ("transport_profile", "default", "Fast DDS profile of the node's process: default (config/fastdds_large_data.xml, "
+     "a shared-memory segment large enough for whole images), a file, or '' for Fast DDS as it comes"),
     ("lifecycle", "false", "true: run segnet_lifecycle_node (managed) instead of segnet_node"),
     ("use_lifecycle_manager", "false",
      "true: also start nav2_lifecycle_manager to configure and activate it (implies lifecycle:=true)"),
@@ -56,6 +58,16 @@ def _flag(text: str, name: str) -> bool:
     if text.lower() not in ("true", "false"):
         raise ValueError(f"launch argument {name} must be true or false; got '{text}'")
     return text.lower() == "true"
+
+
+def transport_environment(text: str, share: str) -> dict:
+    """The node's process only (other nodes of the user's launch are untouched); nothing where the user
+    already set a Fast DDS profile variable. See README "Transport"."""
+    from segnet_ros.transport import PROFILE_NAME, profile_environment
+
+    if not text:
+        return {}
+    return profile_environment(f"{share}/config/{PROFILE_NAME}" if text == "default" else text)
 
 
 def _nodes(context):
@@ -78,6 +90,7 @@ def _nodes(context):
         namespace=value("namespace"),
         parameters=parameters,
         remappings=[(topic, value(argument)) for argument, topic in TOPIC_ARGUMENTS.items()],
+        additional_env=transport_environment(value("transport_profile"), share),
         output="screen",
         emulate_tty=True,
     )]

@@ -10,6 +10,8 @@ import os
 # ONNX Runtime's official builds send usage telemetry over HTTPS and keep a device id and an event
 # database in the user's cache; a robot's perception must not phone home. Read once, at its start.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# OpenVINO's telemetry (a Google Analytics event on ``import openvino``) has no environment switch; the
+# OpenVINO backend, the one module of ours that imports it, holds it back (backends/openvino_backend.py).
 # OpenCV's and FFmpeg's own log lines (imread warnings, "moov atom not found") would come before and
 # beside our one-line messages; we check every result and say what went wrong in our own words.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")

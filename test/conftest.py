@@ -50,6 +50,38 @@ def model_server():
     server.close()
 
 
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """The test's own user cache (INT8 models, engines): what one test installs never answers another's lookup."""
+    monkeypatch.setenv("SEGNET_ROS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def oracle_model(oracle_dir):
+    from segnet_ros.core.model import ModelFiles, load_model
+
+    return load_model(ModelFiles.in_folder(oracle_dir))
+
+
+@pytest.fixture
+def reexported_model(tmp_path):
+    """The reference network re-exported at 512x256 whose output is still declared 8x4 (the old size):
+    a model that declares one output and computes another."""
+    import onnx
+
+    from segnet_ros.core.model import ModelFiles, load_model
+    from segnet_ros.core.refnet import write_reference_model
+
+    files = write_reference_model(tmp_path / "ref", 256, 128, 5)
+    proto = onnx.load(str(files.onnx))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = 256, 512
+    bad = tmp_path / "reexported.onnx"
+    onnx.save(proto, str(bad))
+    return load_model(ModelFiles(onnx=bad, labels=files.labels))
+
+
 @pytest.fixture(scope="session")
 def oracle_dir(tmp_path_factory) -> Path:
     return palette_oracle(tmp_path_factory.mktemp("oracle"))

@@ -336,8 +336,8 @@ def test_shutdown_stops_the_workers_and_releases_the_backend(small_reference):
     backend = node.segmenter.net.backend
     close = backend.close
     backend.close = lambda: (released.append(True), close())
-    workers = node.segmenter.camera.workers
-    assert [w.name for w in workers] == ["segnet-infer-camera", "segnet-publish-camera"]
+    workers = node.segmenter.threads
+    assert [w.name for w in workers] == ["segnet-infer", "segnet-publish-camera", "segnet-encode-camera"]
     assert all(w.is_alive() for w in workers)
     node.destroy_node()
     assert not any(w.is_alive() for w in workers), "a worker thread outlived the node"
@@ -406,3 +406,53 @@ def test_compressed_frames_declaring_huge_sizes_are_bad_frames(start_node, probe
         send_counted(probe, pub, bad, "frames_bad", count)
     log = node.log()
     assert "max_input_pixels" in log and "frame failed" not in log and "libpng" not in log, log
+
+
+def test_compressed_outputs_decode_to_the_raw_ones_and_cost_nothing_unsubscribed(start_node, probe):
+    """class_mask/compressed is lossless PNG, overlay and color_mask JPEG, as image_transport's
+    compressed plugin writes them (RViz reads them); nothing is encoded while nobody subscribes."""
+    start_node({"jpeg_quality": 95})
+    probe.subscribe(Image, "class_mask")
+    probe.subscribe(Image, "overlay")
+    probe.subscribe(DiagnosticArray, "/diagnostics")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    image = frame(5)
+    send_counted(probe, pub, array_to_image(header(7.5), image, "bgr8"), "frames_processed", 1)
+    assert diagnostics_values(probe)["frames_compressed"] == "0"  # only raw outputs are subscribed
+    for topic in ("class_mask/compressed", "overlay/compressed", "color_mask/compressed"):
+        probe.subscribe(CompressedImage, topic)
+    probe.wait_for(lambda: all(probe.node.get_publishers_info_by_topic(t) for t in ("overlay/compressed",)))
+    time.sleep(0.5)  # the node's publishers see the new subscribers
+    publish_until(probe, pub, array_to_image(header(8.5), image, "bgr8"), "color_mask/compressed")
+    probe.wait_for(lambda: probe.messages("class_mask/compressed") and probe.messages("overlay/compressed"))
+    packed = probe.messages("class_mask/compressed")[-1]
+    assert packed.format == "mono8; png compressed mono8" and packed.header.stamp.sec == 8
+    raw = next(m for m in probe.messages("class_mask") if m.header.stamp.sec == 8)
+    decoded = cv2.imdecode(np.frombuffer(bytes(packed.data), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded, as_array(raw))  # class ids survive exactly
+    jpeg = probe.messages("overlay/compressed")[-1]
+    assert jpeg.format == "bgr8; jpeg compressed bgr8" and jpeg.header.frame_id == "camera_optical"
+    overlay = next(m for m in probe.messages("overlay") if m.header.stamp.sec == 8)
+    error = np.abs(cv2.imdecode(np.frombuffer(bytes(jpeg.data), np.uint8), cv2.IMREAD_COLOR).astype(int)
+                   - as_array(overlay).astype(int))
+    assert error.mean() < 3 and len(jpeg.data) < as_array(overlay).nbytes / 4
+    assert probe.messages("color_mask/compressed")[-1].format == "rgb8; jpeg compressed bgr8"
+    probe.wait_for(lambda: int(diagnostics_values(probe).get("frames_compressed", 0)) >= 1)
+
+
+def test_diagnostics_carry_the_per_stage_figures(start_node, probe):
+    start_node()
+    probe.subscribe(Image, "class_mask")
+    probe.subscribe(DiagnosticArray, "/diagnostics")
+    pub = probe.publisher(Image, "image")
+    probe.wait_matched(pub)
+    send_counted(probe, pub, array_to_image(header(), frame(6), "bgr8"), "frames_processed", 1)
+    probe.wait_for(lambda: float(diagnostics_values(probe).get("stage_inference_ms", 0)) > 0)
+    values = {k: float(v) for k, v in diagnostics_values(probe).items() if k.startswith(("stage_", "cpu_"))}
+    assert set(values) == {"stage_wait_ms", "stage_inference_ms", "stage_render_publish_ms", "cpu_decode_ms",
+                           "cpu_preprocess_ms", "cpu_render_publish_ms"}
+    assert values["cpu_preprocess_ms"] > 0 and values["cpu_render_publish_ms"] > 0 and values["stage_wait_ms"] >= 0
+    # the stages lie inside the frame's whole latency
+    latency = float(diagnostics_values(probe)["latency_ms"])
+    assert values["stage_wait_ms"] + values["stage_inference_ms"] + values["stage_render_publish_ms"] <= latency + 0.5

@@ -98,3 +98,24 @@ def test_a_misspelt_ignore_class_is_reported(net, caplog):
     with caplog.at_level("WARNING", logger="segnet_ros"):
         net.update_settings(ignore_class="red")
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("max_batch", [1, 2, 3])
+def test_a_batch_of_frames_of_different_sizes_gives_each_frame_its_own_result(oracle_dir, rng, max_batch):
+    """Cameras of different resolutions and encodings in one call: result i is frame i's, exactly as
+    alone, whether the backend takes them in one call, in chunks or one by one."""
+    from segnet_ros.backends import BackendOptions
+
+    model = load_model(ModelFiles.in_folder(oracle_dir))
+    net = SegNet(model, create_backend("onnxruntime", model, BackendOptions(max_batch=max_batch)))
+    grids = [rng.integers(1, 8, (4, 8)).astype(np.uint8) for _ in range(3)]
+    frames = [(block_image(grids[0], 256, 128), "rgb8"),
+              (np.ascontiguousarray(block_image(grids[1], 512, 256)[:, :, ::-1]), "bgr8"),
+              (block_image(grids[2], 320, 160), "rgb8")]
+    results = net.process_batch(frames)
+    assert net.timings.frames == 3 and results[0].timings is results[2].timings
+    assert [r.input_size for r in results] == [(256, 128), (512, 256), (320, 160)]
+    for result, grid, (image, encoding) in zip(results, grids, frames, strict=True):
+        np.testing.assert_array_equal(result.grid, grid)
+        np.testing.assert_array_equal(result.class_mask(), net.process(image, encoding).class_mask())
+    assert net.process_batch([]) == []

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from segnet_ros.backends import engine_cache
-from segnet_ros.backends.engine_cache import EngineCache, EngineKey, sha256_file
+from segnet_ros.backends.engine_cache import EngineCache, EngineKey, model_sha256, sha256_file
 from segnet_ros.core.errors import BackendError
 
 KEY = EngineKey(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
@@ -43,7 +43,8 @@ def test_sha256_is_streamed_and_exact(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("field, value", [
     ("onnx_sha256", "b" * 64), ("tensorrt_version", "10.4.0"), ("gpu_name", "RTX 4090"),
-    ("compute_capability", "8.9"), ("precision", "fp32"), ("dla_core", 0)])
+    ("compute_capability", "8.9"), ("precision", "fp32"), ("dla_core", 0), ("multiprocessors", 16),
+    ("total_memory_mb", 62841), ("max_batch", 4), ("qdq_sha256", "c" * 64), ("typing", "strong")])
 def test_every_key_component_selects_another_file(tmp_path, field, value):
     cache = EngineCache(tmp_path)
     other = dataclasses.replace(KEY, **{field: value})
@@ -68,6 +69,7 @@ def test_build_store_then_load(tmp_path):
     loaded = cache.obtain(KEY, "m", second.build, second.load)
     assert not loaded.built and loaded.engine == "ENGINE:1" and second.calls == 0
     assert sorted(p.suffix for p in built.path.parent.iterdir()) == [".engine", ".json", ".lock"]  # no temp files
+    assert "-b" not in built.path.name and "-b4-" in dataclasses.replace(KEY, max_batch=4).file_name("m")
 
 
 def test_default_folder_is_the_user_cache(monkeypatch, tmp_path):
@@ -85,6 +87,73 @@ def test_corrupt_engine_is_rebuilt_with_a_warning(tmp_path, caplog, content):
         result = cache.obtain(KEY, "m", builder.build, builder.load)
     assert result.built and builder.calls == 1 and path.read_bytes() == builder.payload
     assert any("does not load" in r.message and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def refusing_load(data: bytes):
+    """A load that fails whatever the bytes, as deserialize_cuda_engine does when GPU memory runs out."""
+    return None
+
+
+def test_an_intact_engine_that_does_not_load_is_kept_and_reported(tmp_path):
+    cache = EngineCache(tmp_path)
+    path = cache.obtain(KEY, "m", Counting().build, Counting.load).path
+    again = Counting(GOOD + b"2")
+    with pytest.raises(BackendError, match="intact .* out of memory"):
+        cache.obtain(KEY, "m", again.build, refusing_load)
+    assert again.calls == 0 and path.read_bytes() == GOOD + b"1"
+
+
+@pytest.mark.parametrize("damage", ["bytes", "note missing", "note of another key", "note unreadable"])
+def test_only_a_corrupt_or_stale_engine_is_rebuilt(tmp_path, caplog, damage):
+    """The note's sha256 and key tell a corrupt or stale file (rebuilt) from an intact one (kept)."""
+    cache = EngineCache(tmp_path)
+    path = cache.obtain(KEY, "m", Counting().build, Counting.load).path
+    note = path.with_suffix(".json")
+    if damage == "bytes":
+        path.write_bytes(GOOD + b"X")
+    elif damage == "note missing":
+        note.unlink()
+    elif damage == "note of another key":
+        note.write_text(json.dumps({**json.loads(note.read_text()), "gpu_name": "Orin Nano"}))
+    else:
+        note.write_text("{")
+    again = Counting(GOOD + b"2")
+    with caplog.at_level(logging.WARNING):
+        result = cache.obtain(KEY, "m", again.build, lambda data: None if again.calls == 0 else data.decode())
+    assert result.built and again.calls == 1 and path.read_bytes() == GOOD + b"2"
+    assert any("does not load" in r.message for r in caplog.records)
+
+
+def test_the_note_records_the_engines_sha256(tmp_path):
+    path = EngineCache(tmp_path).obtain(KEY, "m", Counting().build, Counting.load).path
+    note = json.loads(path.with_suffix(".json").read_text())
+    assert note["engine_sha256"] == hashlib.sha256(GOOD + b"1").hexdigest() and note["max_batch"] == 1
+
+
+def test_model_digest_covers_external_data(tmp_path):
+    """A model whose weights live in an external-data file changes when only that file changes."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from segnet_ros.backends.onnx_rewrite import external_data_files
+
+    def save(weights: np.ndarray) -> None:
+        graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096])],
+                                  [numpy_helper.from_array(weights, "w")])
+        onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"), save_as_external_data=True,
+                  location="m.weights", size_threshold=0)
+
+    save(np.ones((1, 4096), np.float32))
+    onnx_path = tmp_path / "m.onnx"
+    assert external_data_files(onnx_path) == [tmp_path / "m.weights"]
+    first, onnx_bytes = model_sha256(onnx_path, external_data_files(onnx_path)), onnx_path.read_bytes()
+    (tmp_path / "m.weights").write_bytes(np.full((1, 4096), 2, np.float32).tobytes())  # new weights, same ONNX
+    assert onnx_path.read_bytes() == onnx_bytes  # the ONNX file alone did not change: its digest would not tell
+    assert model_sha256(onnx_path, external_data_files(onnx_path)) != first
+    assert model_sha256(onnx_path) == sha256_file(onnx_path)  # no external data: the ONNX file's own digest
 
 
 def test_force_rebuild_replaces_a_good_engine(tmp_path, caplog):

@@ -36,7 +36,9 @@ def cli(fake_trt):
     return call
 
 
-def test_build_engine_then_verify_then_force(oracle_dir, cli, fake_trt, tmp_path):
+@pytest.mark.parametrize("trt_version", ["10.3.0", "11.0.0"])  # every version: test_tensorrt_backend.py
+def test_build_engine_then_verify_then_force(oracle_dir, cli, fake_trt, tmp_path, trt_version):
+    fake_trt.configure(trt_version=trt_version)
     cache = tmp_path / "engines"
     first = cli("build-engine", *model_args(oracle_dir, "--engine-cache", str(cache)))
     assert first.returncode == 0, first.stderr
@@ -44,7 +46,7 @@ def test_build_engine_then_verify_then_force(oracle_dir, cli, fake_trt, tmp_path
     assert path.parent == cache and path.is_file() and fake_trt.builds() == 1
     # a model given by path is named after its folder, as jetson-inference's model folders are
     assert first.stdout.startswith(f"built the TensorRT engine for {oracle_dir.name} (fp16, Fake Orin, compute "
-                                   "capability 8.7, TensorRT 10.3.0) in ")
+                                   f"capability 8.7, TensorRT {trt_version}) in ")
     assert "building the TensorRT fp16 engine" in first.stderr  # the build is logged as it happens
     second = cli("build-engine", *model_args(oracle_dir, "--engine-cache", str(cache)))
     assert second.returncode == 0 and engine_line(second.stdout) == path and fake_trt.builds() == 1
@@ -64,6 +66,22 @@ def test_options_reach_the_engine(oracle_dir, cli, fake_trt):
     dla = cli("build-engine", *model_args(oracle_dir, "--dla-core", "0"))
     assert dla.returncode == 0, dla.stderr
     assert fake_trt.trt.read_header(engine_line(dla.stdout).read_bytes())["dla_core"] == 0
+
+
+def test_max_batch_reaches_the_engine(oracle_dir, cli, fake_trt):
+    result = cli("build-engine", *model_args(oracle_dir, "--max-batch", "4", "--precision", "fp32"))
+    assert result.returncode == 0, result.stderr
+    assert "(fp32, batch 1..4, Fake Orin" in result.stdout
+    path = engine_line(result.stdout)
+    header = fake_trt.trt.read_header(path.read_bytes())
+    assert "-b4-" in path.name and header["inputs"][0]["profile"][2][0] == 4
+
+
+def test_int8_without_a_quantised_model_says_what_to_run(oracle_dir, cli):
+    result = cli("build-engine", *model_args(oracle_dir, "--precision", "int8"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("segnet-ros: error:")]
+    assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr
+    assert f"segnet-ros quantize --model {oracle_dir / 'fcn_resnet18.onnx'} --target tensorrt" in errors[0]
 
 
 def test_segment_with_tensorrt_uses_the_prebuilt_engine(oracle_dir, cli, fake_trt, tmp_path):
@@ -93,6 +111,8 @@ def test_segment_auto_logs_its_choice(oracle_dir, cli, tmp_path):
 @pytest.mark.parametrize("setting, expected", [
     ({"cuda_devices": 0}, "segnet-ros: error: no CUDA device: the CUDA driver finds none\n"),
     ({"trt_build_fail": 1}, "segnet-ros: error: TensorRT failed to build an engine for "),
+    ({"trt_init_fail": 1}, "segnet-ros: error: TensorRT cannot start on this GPU"),
+    ({"trt_version": "12.0.0"}, "segnet-ros: error: TensorRT 12.0.0 is newer than this backend knows"),
 ])
 def test_errors_are_one_line_and_status_1(oracle_dir, cli, fake_trt, setting, expected):
     fake_trt.configure(**setting)
@@ -161,7 +181,7 @@ def test_tensorrt_arguments_map_onto_backend_options(tmp_path):
 
 
 @pytest.mark.parametrize("argument", [["--workspace-mb", "0"], ["--dla-core", "-2"], ["--dla-core", "x"],
-                                      ["--precision", "int8"]])
+                                      ["--precision", "int4"], ["--max-batch", "0"], ["--max-batch", "65"]])
 def test_bad_tensorrt_arguments_are_refused(argument, capsys):
     from segnet_ros.cli.main import build_parser
 

@@ -98,3 +98,25 @@ def test_cached_engine_loads_and_runs_on_a_worker_thread(model, engines, inputs_
         second.close()
     assert len(results) == 1
     np.testing.assert_array_equal(results[0], expected)
+
+
+def test_batches_match_single_frames(model, engines, inputs_and_expected):
+    """One engine for 1..N frames (several cameras): each frame of a batch gives its single-frame logits."""
+    tensors, expected = inputs_and_expected
+    backend = create_backend("tensorrt", model, BackendOptions(precision="fp32", max_batch=len(tensors),
+                                                               engine_cache_dir=str(engines)))
+    try:
+        for n in (len(tensors), 1, 2):
+            got = backend.run(np.concatenate(tensors[:n]))
+            assert got.shape == (n, *model.output_shape[1:])
+            np.testing.assert_allclose(got, np.concatenate(expected[:n]), rtol=1e-2, atol=1e-2)
+    finally:
+        backend.close()
+
+
+def test_close_from_another_thread_gives_the_context_back(model, engines):
+    backend = create_backend("tensorrt", model, BackendOptions(precision="fp32", engine_cache_dir=str(engines)))
+    thread = threading.Thread(target=backend.close)
+    thread.start()
+    thread.join(120)
+    assert backend._cuda_context is None and cuda.Context.get_current() is None

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.errors import BackendError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp16", "fp32")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,12 @@ class BackendOptions:
 
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for ONNX Runtime; 0 lets it decide
-    precision: str = "auto"  # TensorRT: auto (fp16 where the GPU is fast at it) | fp16 | fp32
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 | int8; each backend says what it runs and what auto means
     engine_cache_dir: str = ""  # TensorRT engine cache; "" is the per-user cache folder
     workspace_mb: int = 1024  # TensorRT builder workspace limit
     dla_core: int = -1  # TensorRT on Jetson: DLA core to use, -1 for the GPU
     force_rebuild: bool = False  # TensorRT: ignore a cached engine and build anew
+    max_batch: int = 1  # the most frames one ``run`` call may carry (one per camera); the engine/graph allows 1..N
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -34,21 +35,31 @@ class BackendOptions:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.workspace_mb <= 0:
             raise ValueError(f"workspace_mb must be > 0, got {self.workspace_mb}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.dla_core < -1:
             raise ValueError(f"dla_core must be -1 (GPU) or a DLA core index, got {self.dla_core}")
 
 
-def check_input(tensor: np.ndarray, shape: tuple[int, ...]) -> None:
-    """Every backend refuses the same wrong inputs with the same words."""
-    if tensor.shape != shape or tensor.dtype != np.float32:
-        raise BackendError(f"input tensor {tensor.shape} {tensor.dtype}; expected {shape} float32")
+def check_input(tensor: np.ndarray, shape: tuple[int, ...], max_batch: int = 1) -> None:
+    """Every backend refuses the same wrong inputs with the same words. ``shape`` is the model's
+    (1, 3, H, W); a batch of 1..``max_batch`` such frames is accepted."""
+    if (tensor.dtype != np.float32 or tensor.ndim != len(shape) or tuple(tensor.shape[1:]) != tuple(shape[1:])
+            or not 1 <= tensor.shape[0] <= max_batch):
+        expected = f"(1..{max_batch}, {', '.join(map(str, shape[1:]))})" if max_batch > 1 else str(shape)
+        raise BackendError(f"input tensor {tensor.shape} {tensor.dtype}; expected {expected} float32")
 
 
 class Backend(ABC):
-    """Runs the network. ``run`` takes (1, 3, H, W) float32 and returns (1, C, gh, gw) float32."""
+    """Runs the network. ``run`` takes (N, 3, H, W) float32, 1 <= N <= ``max_batch``, and returns
+    (N, C, gh, gw) float32; frame i of the output belongs to frame i of the input."""
 
     name: str = ""
     device: str = ""
+    precision: str = "fp32"  # what it really runs (never auto)
+    max_batch: int = 1
+    # one call on N frames is measurably cheaper than N calls here (the node batches cameras where it is)
+    batching_pays: bool = False
 
     @abstractmethod
     def run(self, tensor: np.ndarray) -> np.ndarray:

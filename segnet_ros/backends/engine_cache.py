@@ -3,9 +3,11 @@
 A serialized engine is only valid for the exact ONNX bytes, TensorRT version, GPU and build
 settings it came from; loading any other one fails at best and computes garbage at worst. So an
 engine's file name carries a digest of all of them (:class:`EngineKey`), files are replaced
-atomically, processes building the same engine take turns on a lock file, and a file that does
-not load is rebuilt. The cache never stops a robot from starting: an unwritable folder only
-costs a build on every start, with a warning that says so.
+atomically and processes building the same engine take turns on a lock file. The note beside each
+engine records its sha256 and key, so a file that does not load is told apart: corrupt or stale
+(rebuilt) from intact (not rebuilt: TensorRT failed for another reason, usually GPU memory, and a
+minutes-long rebuild would overwrite a good engine). The cache never stops a robot from starting
+for lack of a folder: an unwritable one only costs a build on every start, with a warning.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-KEY_FORMAT = 1  # bump when the meaning of a key or the file layout changes: old files are then never read
+KEY_FORMAT = 2  # bump when the meaning of a key or the file layout changes: old files are then never read
 CHUNK = 1 << 20
 
 
@@ -48,16 +50,33 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def model_sha256(onnx: Path, external: list[Path] = ()) -> str:
+    """The digest of a model: its ONNX file's sha256, or, where its weights live in external-data files,
+    the sha256 over the ONNX file's digest and each external file's name and digest."""
+    onnx_digest = sha256_file(onnx)
+    if not external:
+        return onnx_digest
+    digest = hashlib.sha256(onnx_digest.encode())
+    for path in external:
+        digest.update(f"\0{path.name}\0{sha256_file(path)}".encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class EngineKey:
     """Everything an engine depends on; a change in any field selects another file."""
 
-    onnx_sha256: str
+    onnx_sha256: str  # model_sha256: the ONNX file and its external data
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "8.7"
-    precision: str  # the resolved one: fp16 | fp32, never auto
+    precision: str  # the resolved one: fp32 | fp16 | int8, never auto
     dla_core: int  # -1: the GPU
+    multiprocessors: int = 0  # every Orin module says "Orin" 8.7; SM count and memory tell them apart
+    total_memory_mb: int = 0
+    max_batch: int = 1  # the optimisation profile's batch range is 1..max_batch
+    qdq_sha256: str = ""  # int8: the QDQ model the engine was built from
+    typing: str = "weak"  # weak (builder precision flags) | strong (the network's own types)
 
     def digest(self) -> str:
         text = json.dumps({"key_format": KEY_FORMAT, **asdict(self)}, sort_keys=True)
@@ -67,7 +86,8 @@ class EngineKey:
         """Readable in a folder listing (model, precision, target), unique by the digest."""
         target = "gpu" if self.dla_core < 0 else f"dla{self.dla_core}"
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "model"
-        return f"{stem}-{self.precision}-{target}-{self.digest()[:24]}.engine"
+        batch = f"-b{self.max_batch}" if self.max_batch > 1 else ""
+        return f"{stem}-{self.precision}-{target}{batch}-{self.digest()[:24]}.engine"
 
 
 @dataclass
@@ -90,6 +110,15 @@ def _file_id(path: Path) -> FileId | None:
     except OSError:
         return None
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _read_note(path: Path) -> dict | None:
+    """The JSON note beside an engine, or None when it is missing or unreadable."""
+    try:
+        note = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) else None
 
 
 def _reason(exc: OSError) -> str:
@@ -119,7 +148,7 @@ class EngineCache:
             if force_rebuild:
                 log.info("force_rebuild: ignoring the cached TensorRT engine %s", path)
             else:
-                engine = self._load(path, load)
+                engine = self._load(path, load, key)
                 if engine is not None:
                     log.info("TensorRT engine loaded from the cache: %s", path)
                     return CachedEngine(engine, path, built=False)
@@ -136,24 +165,39 @@ class EngineCache:
                 return self._build(build, load, None, key, label)
             now = _file_id(path)
             if now is not None and now != seen:
-                engine = self._load(path, load)
+                engine = self._load(path, load, key)
                 if engine is not None:
                     log.info("another process built this TensorRT engine meanwhile; loaded %s", path)
                     return CachedEngine(engine, path, built=False)
             return self._build(build, load, path, key, label)
 
     @staticmethod
-    def _load(path: Path, load: Callable[[bytes], T | None]) -> T | None:
+    def _load(path: Path, load: Callable[[bytes], T | None], key: EngineKey) -> T | None:
+        """The engine in ``path``, or None when the file must be rebuilt (unreadable, corrupt, stale). A file
+        that its note vouches for (same sha256, same key) but that does not load is a BackendError instead."""
         try:
             data = path.read_bytes()
         except OSError as exc:
             log.warning("cannot read the cached TensorRT engine %s (%s); rebuilding it", path, _reason(exc))
             return None
         engine = load(data)
-        if engine is None:
-            log.warning("the cached TensorRT engine %s does not load (corrupt, truncated or not built by this "
-                        "TensorRT for this GPU); rebuilding it", path)
-        return engine
+        if engine is not None:
+            return engine
+        note = _read_note(path)
+        if note is None:
+            why = "it has no readable note to tell a corrupt file from a failed load, so it is treated as corrupt"
+        elif note.get("engine_sha256") != hashlib.sha256(data).hexdigest():
+            why = "its bytes differ from those its note recorded: corrupt or truncated"
+        elif {k: note.get(k) for k in asdict(key)} != asdict(key) or note.get("key_format") != KEY_FORMAT:
+            why = "its note says it was built for another model, TensorRT or GPU: stale"
+        else:
+            raise BackendError(
+                f"TensorRT cannot load the cached engine {path}, although the file is intact (its sha256 matches "
+                "its note) and was built for this model, TensorRT and GPU: most likely the GPU is out of memory "
+                "(common on a Jetson, whose GPU shares memory with the CPU: stop other GPU programs and start "
+                "again); TensorRT's messages above say why. The engine is kept; --force-rebuild builds it anew")
+        log.warning("the cached TensorRT engine %s does not load (%s); rebuilding it", path, why)
+        return None
 
     def _build(self, build: Callable[[], bytes], load: Callable[[bytes], T | None], path: Path | None,
                key: EngineKey, label: str) -> CachedEngine[T]:
@@ -164,7 +208,8 @@ class EngineCache:
             path = self._store(path, data, key, label, seconds)
         engine = load(data)
         if engine is None:
-            raise BackendError("TensorRT cannot load the engine it has just built (see its messages above)")
+            raise BackendError("TensorRT cannot load the engine it has just built (its messages above say why; "
+                               "out of GPU memory is the usual reason)")
         return CachedEngine(engine, path, built=True, build_seconds=seconds)
 
     @staticmethod
@@ -177,6 +222,7 @@ class EngineCache:
                         "built again on the next start", path, _reason(exc))
             return None
         note = {"model": label, **asdict(key), "key_format": KEY_FORMAT, "bytes": len(data),
+                "engine_sha256": hashlib.sha256(data).hexdigest(),
                 "build_seconds": round(seconds, 3), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with contextlib.suppress(OSError):  # the note is for people; the engine is what matters
             write_atomic(path.with_suffix(".json"), (json.dumps(note, indent=2) + "\n").encode())

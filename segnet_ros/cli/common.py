@@ -12,6 +12,9 @@ from pathlib import Path
 from ..backends import BACKENDS, BackendOptions, create_backend
 from ..backends.base import DEVICES, PRECISIONS
 from ..core.model import Model, ModelFiles, load_model
+from ..core.preprocess import RESIZE_METHODS
+from ..core.render import FILTER_MODES
+from ..core.segnet import SegNetSettings
 from ..selection import select_model
 from ..zoo.locations import MODELS_ENV
 
@@ -51,6 +54,35 @@ def seconds(maximum: float) -> Callable[[str], float]:
     return parse
 
 
+def alpha(text: str) -> int:
+    """An argparse type: the overlay alpha, 0..255 (a float is truncated, as segnet.py does)."""
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):  # "abc", "inf"
+        value = -1
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"alpha must be 0..255, got '{text}'")
+    return value
+
+
+def add_rendering_arguments(parser: argparse.ArgumentParser):
+    """How frames are prepared and drawn (the node's parameters of the same names); returns the group."""
+    group = parser.add_argument_group("rendering")
+    group.add_argument("--filter-mode", "--filter_mode", dest="filter_mode", choices=FILTER_MODES,
+                       default="linear", help="colour filtering (default linear)")
+    group.add_argument("--ignore-class", "--ignore_class", dest="ignore_class", default="void",
+                       help="class never chosen (default void)")
+    group.add_argument("--alpha", type=alpha, default=150, help="overlay alpha 0..255 (default 150)")
+    group.add_argument("--resize", choices=RESIZE_METHODS, default="linear",
+                       help="pre-processing resize (default linear; nearest matches jetson-inference exactly)")
+    return group
+
+
+def segnet_settings(args: argparse.Namespace) -> SegNetSettings:
+    return SegNetSettings(resize=args.resize, filter_mode=args.filter_mode, overlay_alpha=args.alpha,
+                          ignore_class=args.ignore_class)
+
+
 def add_model_file_arguments(parser: argparse.ArgumentParser, default_network: str = DEFAULT_NETWORK) -> None:
     """The arguments that name a model's files (what :func:`model_files` reads)."""
     group = parser.add_argument_group("model")
@@ -75,15 +107,19 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
     if backend_choice:
         group = parser.add_argument_group("backend")
         group.add_argument("--backend", choices=BACKENDS, default="auto",
-                           help="inference backend (default auto: TensorRT, else ONNX Runtime)")
-        group.add_argument("--device", choices=DEVICES, default="auto", help="device for ONNX Runtime (default auto)")
+                           help="inference backend (default auto: TensorRT, else ONNX Runtime on CUDA, else the "
+                                "fastest CPU backend for the precision; 'segnet-ros benchmark' compares them)")
+        group.add_argument("--device", choices=DEVICES, default="auto",
+                           help="device for ONNX Runtime (default auto); OpenVINO runs on the CPU")
         group.add_argument("--threads", default=0,
-                           type=int_in_range(0, "0 (ONNX Runtime decides) or a thread count up to 1024", 1024),
-                           help="CPU threads for ONNX Runtime (0: its default)")
+                           type=int_in_range(0, "0 (the runtime decides) or a thread count up to 1024", 1024),
+                           help="CPU threads for ONNX Runtime and OpenVINO (0: their default)")
     defaults = BackendOptions()
     group = parser.add_argument_group("TensorRT")
     group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
-                       help="engine precision (default auto: fp16 where the GPU is fast at it, else fp32)")
+                       help="inference precision (default auto: TensorRT fp16 where the GPU is fast at it; on the "
+                            "CPU int8 where 'segnet-ros quantize' installed a model, bf16 where the CPU has it "
+                            "natively (OpenVINO), else fp32)")
     group.add_argument("--engine-cache", "--engine_cache", dest="engine_cache", metavar="DIR",
                        default=defaults.engine_cache_dir,
                        help="engine cache folder (default: the segnet_ros cache folder's engines/)")

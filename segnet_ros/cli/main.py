@@ -11,7 +11,7 @@ from ..threads import reserve_cores_for_inference
 reserve_cores_for_inference()
 
 from ..core.errors import SegnetError  # noqa: E402
-from . import build_engine, models, nav2_params, segment  # noqa: E402
+from . import bag, benchmark, build_engine, models, nav2_params, quantize, segment  # noqa: E402
 from .errors import PROG, ArgumentParser, fail  # noqa: E402
 
 
@@ -19,9 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description="FCN-ResNet18 semantic segmentation (jetson-inference compatible).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
     segment.add_parser(subparsers)
+    bag.add_parser(subparsers)
     models.add_parser(subparsers)
     build_engine.add_parser(subparsers)
     nav2_params.add_parser(subparsers)
+    quantize.add_parser(subparsers)
+    benchmark.add_parser(subparsers)
     return parser
 
 

@@ -8,10 +8,8 @@ import time
 
 import numpy as np
 
-from ..core.preprocess import RESIZE_METHODS
-from ..core.render import FILTER_MODES
-from ..core.segnet import Segmentation, SegNet, SegNetSettings
-from .common import add_model_arguments, backend_from_args, load_from_args
+from ..core.segnet import Segmentation, SegNet
+from .common import add_model_arguments, add_rendering_arguments, backend_from_args, load_from_args, segnet_settings
 from .media import Sink, open_source
 from .progress import Progress
 
@@ -19,21 +17,12 @@ VISUALIZATIONS = ("overlay", "mask")
 RULE = "-" * 41
 
 
-def _visualize(text: str) -> tuple[str, ...]:
+def visualization(text: str) -> tuple[str, ...]:
+    """An argparse type: what a written picture shows (overlay, mask, or segnet.py's composite of both)."""
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
     if not parts or any(p not in VISUALIZATIONS for p in parts):
         raise argparse.ArgumentTypeError(f"expected overlay, mask or overlay,mask; got '{text}'")
     return parts
-
-
-def _alpha(text: str) -> int:
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):  # "abc", "inf"
-        value = -1
-    if not 0 <= value <= 255:
-        raise argparse.ArgumentTypeError(f"alpha must be 0..255, got '{text}'")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -44,16 +33,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("output", nargs="?",
                         help="image, folder, pattern (out_%%i.jpg) or video; omit to write nothing")
     add_model_arguments(parser)
-    group = parser.add_argument_group("rendering")
-    group.add_argument("--filter-mode", "--filter_mode", dest="filter_mode", choices=FILTER_MODES,
-                       default="linear", help="colour filtering (default linear)")
-    group.add_argument("--visualize", type=_visualize, default=VISUALIZATIONS,
+    group = add_rendering_arguments(parser)
+    group.add_argument("--visualize", type=visualization, default=VISUALIZATIONS,
                        help="overlay,mask (default), overlay or mask")
-    group.add_argument("--ignore-class", "--ignore_class", dest="ignore_class", default="void",
-                       help="class never chosen (default void)")
-    group.add_argument("--alpha", type=_alpha, default=150, help="overlay alpha 0..255 (default 150)")
-    group.add_argument("--resize", choices=RESIZE_METHODS, default="linear",
-                       help="pre-processing resize (default linear; nearest matches jetson-inference exactly)")
     group.add_argument("--stats", action="store_true", help="print the class histogram of each frame's grid")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(run=run)
@@ -100,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.input)  # cheap checks first: a typo should not wait for a model
     sink = Sink(args.output, source) if args.output else None
     model = load_from_args(args)
-    settings = SegNetSettings(resize=args.resize, filter_mode=args.filter_mode,
-                              overlay_alpha=args.alpha, ignore_class=args.ignore_class)
-    net = SegNet(model, backend_from_args(args, model), settings)
+    net = SegNet(model, backend_from_args(args, model), segnet_settings(args))
     progress = Progress(source.count, enabled=None if args.progress and source.count != 1 else False)
     totals = np.zeros(4)
     frames = 0

@@ -51,12 +51,14 @@ class Preprocessor:
         enc = encoding(encoding_name)
         return self.prepare(check_frame(frame, enc), enc)
 
-    def prepare(self, frame: np.ndarray, enc: Encoding) -> np.ndarray:
-        """:meth:`__call__` for a frame :func:`check_frame` has already accepted."""
+    def prepare(self, frame: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`__call__` for a frame :func:`check_frame` has already accepted; ``out`` (a (1, 3, H, W)
+        float32 slice of a batch) receives the tensor instead of the preprocessor's own buffer."""
+        tensor = self._tensor if out is None else out
         planes = cv2.split(self._resize(frame))
         for channel, source in enumerate(enc.rgb_order):
-            cv2.LUT(planes[source], self._tables[channel], dst=self._tensor[0, channel])
-        return self._tensor
+            cv2.LUT(planes[source], self._tables[channel], dst=tensor[0, channel])
+        return tensor
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
         height, width, channels = frame.shape

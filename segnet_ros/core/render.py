@@ -1,65 +1,104 @@
 """Rendering a class grid at any size exactly as jetson-inference's segNet does.
 
 The formulas (``../shared/reference/segnet-semantics.md`` section 4) are applied
-separably. Per output size, each axis gets its index maps and a sparse weight
-matrix once (the point filter's is one-hot, so a product with it copies values
-exactly). A frame then costs one small horizontal product per grid row, and
-vertical products done in tiles of rows that stay in cache, each tile blended
-and truncated to uint8 before the next one starts. Cell coordinates are
-computed in float32 in the reference's order of operations, so cell boundaries
-fall on the same pixels; uint8 results are truncated.
+separably. Per output size, each axis gets its index maps, its weights and its
+*spans* once: runs of output pixels that read the same grid cells. Per frame,
+one small horizontal product per grid row gives the colours of every grid row
+at the output width; then every output row is either a copy of one of those
+rows (nearest, point filter, the clamped edges of the linear filter) or a blend
+of two (the linear filter), done in tiles of rows that stay in cache. Cell
+coordinates are computed in float32 in the reference's order of operations, so
+cell boundaries fall on the same pixels; uint8 results are truncated.
+
+The colour mask and the overlay share their colours: :meth:`Renderer.color_mask_and_overlay`
+renders both in one pass, each tile's colours computed once, where two calls would compute them twice.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from .frames import Encoding, to_rgb
+from .frames import Encoding
 
 FILTER_MODES = ("point", "linear")
 
-# cv2.blendLinear divides by (w1 + w2 + 1e-5). Weights scaled by a power of two
-# make that epsilon vanish in float32 without changing any other rounding.
-_BLEND_SCALE = np.float32(2.0**20)
-_TILE_BYTES = 1 << 18  # float32 colours per tile: the tile's work stays in cache
+_TILE_BYTES = 1 << 20  # float32 colours per tile: about the core's L2 cache, and few calls per frame
+_FOUR_TO_THREE = {cv2.COLOR_BGRA2RGB: cv2.COLOR_BGRA2BGR, cv2.COLOR_RGBA2RGB: cv2.COLOR_RGBA2RGB}
+
+
+@dataclass(frozen=True)
+class Span:
+    """Output pixels ``start:stop`` that read grid cells ``first`` and ``second`` (equal: a copy)."""
+
+    start: int
+    stop: int
+    first: int
+    second: int
+
+
+def _runs(first: np.ndarray, second: np.ndarray) -> tuple[Span, ...]:
+    """Runs of consecutive pixels with the same (first, second) cells."""
+    change = np.flatnonzero((np.diff(first) != 0) | (np.diff(second) != 0)) + 1
+    starts = np.concatenate(([0], change)).astype(int)
+    stops = np.concatenate((change, [len(first)])).astype(int)
+    return tuple(Span(int(a), int(b), int(first[a]), int(second[a])) for a, b in zip(starts, stops, strict=True))
 
 
 @dataclass(frozen=True)
 class Axis:
-    """Index maps and weights along one axis: ``n`` output pixels over ``g`` grid cells."""
+    """Index maps, weights and spans along one axis: ``n`` output pixels over ``g`` grid cells."""
 
     nearest: np.ndarray  # (n,) intp, int(i * g / n): class ids and confidence
     counts: np.ndarray  # (g,) int64, output pixels per cell under ``nearest``
-    point: np.ndarray  # (n, g) float32 one-hot at int(float(i) / n * g): the point filter
-    linear: np.ndarray  # (n, g) float32, the linear filter's two weights per pixel
+    cell: np.ndarray  # (n,) intp, int(float(i) / n * g): the point filter's cell
+    first: np.ndarray  # (n,) intp, the linear filter's first cell
+    second: np.ndarray  # (n,) intp, its second cell (the first again at the clamped edges)
+    frac: np.ndarray  # (n,) float32, the second cell's weight (0 where both cells are one)
+    lerp: np.ndarray  # (n, 2) float32 (1, frac): weights of (first, second - first), the lerp form
+    nearest_spans: tuple[Span, ...]
+    point_spans: tuple[Span, ...]
+    linear_spans: tuple[Span, ...]
 
     @classmethod
     def build(cls, n: int, g: int) -> Axis:
         index = np.arange(n, dtype=np.int64)
-        nearest = (index * g) // n
+        nearest = ((index * g) // n).astype(np.intp)
         position = np.arange(n, dtype=np.float32) / np.float32(n) * np.float32(g)
-        rows = np.arange(n)
-        point = np.zeros((n, g), dtype=np.float32)
-        point[rows, position.astype(np.intp)] = 1.0
+        cell = position.astype(np.intp)
         base = np.maximum(position - np.float32(0.5), np.float32(0.0))
         first = base.astype(np.intp)
         second = np.where(first >= g - 1, first, first + 1)
-        frac = base - first.astype(np.float32)
-        linear = np.zeros((n, g), dtype=np.float32)
-        linear[rows, first] += np.float32(1.0) - frac
-        linear[rows, second] += frac
+        frac = np.where(first == second, np.float32(0.0), base - first.astype(np.float32)).astype(np.float32)
+        lerp = np.stack([np.ones(n, dtype=np.float32), frac], axis=1)
         counts = np.bincount(nearest, minlength=g).astype(np.int64)
-        return cls(nearest.astype(np.intp), counts, point, linear)
+        return cls(nearest, counts, cell, first, second, frac, lerp,
+                   _runs(nearest, nearest), _runs(cell, cell), _runs(first, second))
 
-    def weights(self, mode: str) -> np.ndarray:
-        if mode not in FILTER_MODES:
-            raise ValueError(f"filter mode must be one of {FILTER_MODES}, got '{mode}'")
-        return self.linear if mode == "linear" else self.point
+    def spans(self, mode: str) -> tuple[Span, ...]:
+        return self.linear_spans if _mode(mode) == "linear" else self.point_spans
+
+    def resample(self, values: np.ndarray, mode: str) -> np.ndarray:
+        """``values`` (..., g, k) per cell along this axis, at the n output pixels: (..., n, k).
+
+        In the lerp form ``a + (b - a) * f``, which is exactly ``a`` wherever both cells hold the
+        same value, whatever the value (as the formula is in exact arithmetic).
+        """
+        if _mode(mode) == "point":
+            return np.take(values, self.cell, axis=-2)
+        left = np.take(values, self.first, axis=-2)
+        step = np.take(values, self.second, axis=-2) - left
+        return left + step * self.frac[:, None]
+
+
+def _mode(mode: str) -> str:
+    if mode not in FILTER_MODES:
+        raise ValueError(f"filter mode must be one of {FILTER_MODES}, got '{mode}'")
+    return mode
 
 
 def sample_indices(n: int, n_in: int) -> np.ndarray | None:
@@ -83,24 +122,57 @@ def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def _tiles(spans: tuple[Span, ...], rows: int):
+    """The spans cut into tiles of at most ``rows`` rows: (start, stop, first, second)."""
+    for span in spans:
+        for start in range(span.start, span.stop, rows):
+            yield start, min(start + rows, span.stop), span.first, span.second
+
+
 class _Tiles:
     """Work buffers for a tile of ``rows`` output rows of one width, reused frame after frame."""
 
     def __init__(self, width: int) -> None:
-        self.rows = rows = max(8, _TILE_BYTES // (width * 12))
-        self.rgb = np.empty((rows, width * 3), dtype=np.float32)
-        self.alpha = np.empty((rows, width), dtype=np.float32)
-        self.inverse = np.empty((rows, width), dtype=np.float32)
-        self.source_rgb = np.empty((rows, width, 3), dtype=np.uint8)
-        self.source = np.empty((rows, width, 3), dtype=np.float32)
-        self.blend = np.empty((rows, width, 3), dtype=np.float32)
-        self.blend_rgb = np.empty((rows, width, 3), dtype=np.uint8)
+        self.rows = rows = max(4, _TILE_BYTES // (width * 12))
+        self.colour = np.empty((rows, width * 3), dtype=np.float32)
+        self.pixels = np.empty((rows, width * 3), dtype=np.uint8)
+        self.swap = np.empty((rows, width * 3), dtype=np.uint8)
+        self._per_pixel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def spans(self, height: int):
-        """(first row, last row + 1, row count) of each tile."""
-        for start in range(0, height, self.rows):
-            stop = min(start + self.rows, height)
-            yield start, stop, stop - start
+    def per_pixel(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, 1 - a, input) float32 tiles, made the first time classes on screen differ in alpha."""
+        if self._per_pixel is None:
+            self._per_pixel = tuple(np.empty_like(self.colour) for _ in range(3))
+        return self._per_pixel
+
+
+@dataclass
+class _Source:
+    """The input frame as the overlay reads it: sampled to the output size, three channels."""
+
+    frame: np.ndarray  # (h, W, channels) uint8, columns already sampled
+    rows: np.ndarray | None  # input row under each output row, None when pixel for pixel
+    convert: int | None  # cv2 code to three channels in the overlay's order, None when already so
+    flat: np.ndarray | None = field(init=False)  # (H, W * 3) view of the frame when it is read as it is
+
+    def __post_init__(self) -> None:
+        plain = self.rows is None and self.convert is None and self.frame.flags.c_contiguous
+        self.flat = self.frame.reshape(self.frame.shape[0], -1) if plain else None
+
+    def tile(self, start: int, stop: int, scratch: np.ndarray) -> np.ndarray:
+        """(stop - start, W * 3) uint8 input pixels under output rows ``start:stop``."""
+        if self.flat is not None:  # the usual case: the input pixel for pixel, three channels
+            return self.flat[start:stop]
+        count = stop - start
+        part = self.frame[start:stop] if self.rows is None else np.take(self.frame, self.rows[start:stop], axis=0)
+        if self.convert is not None:
+            width = part.shape[1]
+            target = scratch[:count].reshape(count, width, 3)
+            cv2.cvtColor(part[:, :, 0] if part.shape[2] == 1 else part, self.convert, dst=target)
+            return scratch[:count]
+        if not part.flags.c_contiguous:
+            part = np.ascontiguousarray(part)
+        return part.reshape(count, -1)
 
 
 class Renderer:
@@ -142,7 +214,10 @@ class Renderer:
         """Nearest-neighbour upsampling of any uint8 per-cell array (class ids, confidence)."""
         ax, ay = self.axes(width, height)
         out = _output(out, (height, width))
-        return np.take(np.take(grid, ax.nearest, axis=1), ay.nearest, axis=0, out=out)
+        rows = np.take(grid, ax.nearest, axis=1)  # (gh, W): each grid row at the output width
+        for span in ay.nearest_spans:
+            out[span.start:span.stop] = rows[span.first]
+        return out
 
     def class_mask(self, grid: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W) uint8 class ids; at the grid's own size this is the grid itself."""
@@ -156,27 +231,10 @@ class Renderer:
         return np.rint(counts[:num_classes]).astype(np.int64)
 
     # -- colour products ----------------------------------------------------------------
-    def _rows(self, grid: np.ndarray, table: np.ndarray, weights_x: np.ndarray, alpha: bool):
-        """The horizontal pass, once per frame: (gh, W*3) colours and (gh, W) scaled alphas."""
-        cells = table[grid]  # (gh, gw, 4)
-        rgb = np.matmul(weights_x[None], cells[:, :, :3]).reshape(self.grid_height, -1)
-        if not alpha:
-            return rgb, None
-        return rgb, (cells[:, :, 3] * (_BLEND_SCALE / np.float32(255.0))) @ weights_x.T
-
     def color_mask(self, grid: np.ndarray, table: np.ndarray, width: int, height: int, mode: str,
                    out: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB colour of each pixel's class, opaque."""
-        ax, ay = self.axes(width, height)
-        weights_y = ay.weights(mode)
-        rgb_rows, _ = self._rows(grid, table, ax.weights(mode), alpha=False)
-        out = _output(out, (height, width, 3))
-        with self._lock:
-            tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
-            for start, stop, count in tiles.spans(height):
-                rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count])
-                np.copyto(out[start:stop], rgb.reshape(count, width, 3), casting="unsafe")
-        return out
+        return self._colours(grid, table, None, None, width, height, mode, out, None)[0]
 
     def overlay(
         self,
@@ -190,9 +248,25 @@ class Renderer:
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         """(H, W, 3) uint8 ``a*colour + (1-a)*input``, in BGR order for BGR inputs, else RGB."""
-        ax, ay = self.axes(width, height)
-        weights_y = ay.weights(mode)
-        rgb_rows, alpha_rows = self._rows(grid, table, ax.weights(mode), alpha=True)
+        return self._colours(grid, table, frame, enc, width, height, mode, None, out)[1]
+
+    def color_mask_and_overlay(
+        self,
+        grid: np.ndarray,
+        table: np.ndarray,
+        frame: np.ndarray,
+        enc: Encoding,
+        width: int,
+        height: int,
+        mode: str,
+        color_out: np.ndarray | None = None,
+        overlay_out: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`color_mask` and :meth:`overlay` in one pass, each tile's colours computed once;
+        the pictures are identical to the two calls'."""
+        return self._colours(grid, table, frame, enc, width, height, mode, color_out, overlay_out, both=True)
+
+    def _source(self, frame: np.ndarray, enc: Encoding, width: int, height: int) -> _Source:
         in_height, in_width = frame.shape[:2]
         rows, cols = self._lru(
             self._samples,
@@ -201,19 +275,88 @@ class Renderer:
         )
         if cols is not None:
             frame = np.take(frame, cols, axis=1)
-        out = _output(out, (height, width, 3))
+        convert = None
+        if enc.channels == 1:
+            convert = cv2.COLOR_GRAY2RGB
+        elif enc.channels == 4:
+            convert = _FOUR_TO_THREE[enc.to_rgb]  # keep the input's order: the colours follow it
+        return _Source(frame, rows, convert)
+
+    def _colours(self, grid, table, frame, enc, width, height, mode, color_out, overlay_out, both=False):
+        """The colour mask (when ``frame`` is None or ``both``) and the overlay (when a frame is given)."""
+        ax, ay = self.axes(width, height)
+        spans = ay.spans(mode)
+        cells = np.asarray(table, dtype=np.float32)[grid]  # (gh, gw, 4)
+        want_color, want_overlay = frame is None or both, frame is not None
+        # The overlay comes out in the input's order, so its colours are made in that order; the colour
+        # mask, always RGB, is then a uint8 swap of them when both come from one tile.
+        order = [2, 1, 0] if want_overlay and enc.bgr else [0, 1, 2]
+        swap = want_color and order[0] == 2
+        colours = _Rows(ax.resample(cells[:, :, order], mode).reshape(self.grid_height, -1))
+        color = _output(color_out, (height, width, 3)) if want_color else None
+        blended = _output(overlay_out, (height, width, 3)) if want_overlay else None
+        if want_overlay:
+            source = self._source(frame, enc, width, height)
+            alphas = cells[:, :, 3:]
+            constant = bool((alphas == alphas.flat[0]).all())
+            if constant:
+                keep = float(np.float32(1.0) - alphas.flat[0] / np.float32(255.0))  # the input's weight, 1 - a
+            else:  # a and 1 - a each interpolated, so each is exactly 0 or 1 wherever the cells say so;
+                # repeated per channel, so that every product below runs along whole rows
+                opacity = alphas / np.float32(255.0)  # 255 / 255 is exactly 1; 255 * (1 / 255) need not be
+                opacity, transparency = (_Rows(np.repeat(ax.resample(weight, mode), 3, axis=2).reshape(
+                    self.grid_height, -1)) for weight in (opacity, np.float32(1.0) - opacity))
         with self._lock:
             tiles = self._lru(self._tiles, width, lambda: _Tiles(width))
-            for start, stop, count in tiles.spans(height):
-                rgb = np.matmul(weights_y[start:stop], rgb_rows, out=tiles.rgb[:count]).reshape(count, width, 3)
-                alpha = np.matmul(weights_y[start:stop], alpha_rows, out=tiles.alpha[:count])
-                inverse = np.subtract(_BLEND_SCALE, alpha, out=tiles.inverse[:count])
-                source = frame[start:stop] if rows is None else np.take(frame, rows[start:stop], axis=0)
-                np.copyto(tiles.source[:count], to_rgb(source, enc, tiles.source_rgb[:count]))
-                blend = cv2.blendLinear(rgb, tiles.source[:count], alpha, inverse, dst=tiles.blend[:count])
-                if enc.bgr:
-                    np.copyto(tiles.blend_rgb[:count], blend, casting="unsafe")
-                    cv2.cvtColor(tiles.blend_rgb[:count], cv2.COLOR_RGB2BGR, dst=out[start:stop])
+            if not want_overlay:
+                _color_only(colours, spans, ay.lerp, tiles, color.reshape(height, -1))
+                return color, None
+            flat_color = None if color is None else color.reshape(height, -1)
+            flat_blend = blended.reshape(height, -1)
+            for start, stop, first, second in _tiles(spans, tiles.rows):
+                count = stop - start
+                mixed = colours.tile(ay.lerp, start, stop, first, second, tiles.colour[:count])
+                if swap:  # BGR colours made for a BGR overlay: the RGB colour mask is their swap
+                    np.copyto(tiles.swap[:count], mixed, casting="unsafe")
+                    cv2.cvtColor(tiles.swap[:count].reshape(count, width, 3), cv2.COLOR_BGR2RGB, dst=color[start:stop])
+                elif flat_color is not None:
+                    np.copyto(flat_color[start:stop], mixed, casting="unsafe")
+                pixels = source.tile(start, stop, tiles.pixels)
+                if constant:
+                    cv2.accumulateWeighted(pixels, mixed, keep)  # a*colour + (1-a)*input, in place
                 else:
-                    np.copyto(out[start:stop], blend, casting="unsafe")
+                    alpha, rest, through = (buffer[:count] for buffer in tiles.per_pixel())
+                    np.multiply(mixed, opacity.tile(ay.lerp, start, stop, first, second, alpha), out=mixed)
+                    rest = transparency.tile(ay.lerp, start, stop, first, second, rest)
+                    np.copyto(through, pixels)
+                    cv2.accumulateProduct(through, rest, mixed)  # a*colour + (1-a)*input
+                np.copyto(flat_blend[start:stop], mixed, casting="unsafe")
+        return color, blended
+
+
+class _Rows:
+    """Per-frame values of every grid row at the output width, (gh, K) float32, and the
+    (row, next row - row) pairs that one small product per tile blends in the lerp form."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+        self.steps = np.stack([rows[:-1], rows[1:] - rows[:-1]], axis=1) if len(rows) > 1 else None
+
+    def tile(self, lerp: np.ndarray, start: int, stop: int, first: int, second: int, out: np.ndarray) -> np.ndarray:
+        """Output rows ``start:stop``, which read grid rows ``first`` and ``second``, into ``out``."""
+        if first == second:
+            np.copyto(out, self.rows[first])
+        else:  # second == first + 1
+            np.matmul(lerp[start:stop], self.steps[first], out=out)
         return out
+
+
+def _color_only(colours: _Rows, spans, lerp: np.ndarray, tiles: _Tiles, flat: np.ndarray) -> None:
+    """The colour mask alone: rows that copy one grid row are truncated once and repeated."""
+    for start, stop, first, second in _tiles(spans, tiles.rows):
+        if first == second:
+            np.copyto(tiles.pixels[0], colours.rows[first], casting="unsafe")
+            flat[start:stop] = tiles.pixels[0]
+        else:
+            mixed = colours.tile(lerp, start, stop, first, second, tiles.colour[:stop - start])
+            np.copyto(flat[start:stop], mixed, casting="unsafe")

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,21 +45,27 @@ class SegNetSettings:
             raise ValueError(f"overlay_alpha must be in 0..255, got {self.overlay_alpha}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Timings:
-    """Milliseconds spent in each stage of the last frame."""
+    """Milliseconds spent in each stage of the last call (a batch: all of its frames together);
+    ``*_cpu`` is the calling thread's CPU time, the rest wall time."""
 
     preprocess: float = 0.0
     inference: float = 0.0
     classify: float = 0.0
+    frames: int = 1
+    preprocess_cpu: float = 0.0
+    classify_cpu: float = 0.0
 
 
 class Segmentation:
     """The result for one frame: the class grid, and lazily rendered products at any size."""
 
     def __init__(self, net: SegNet, frame: np.ndarray, enc: Encoding, grid: np.ndarray,
-                 confidence: np.ndarray, settings: SegNetSettings, colors: np.ndarray) -> None:
+                 confidence: np.ndarray, settings: SegNetSettings, colors: np.ndarray,
+                 timings: Timings = Timings()) -> None:
         self._net = net
+        self.timings = timings  # of the call (batch) that made this result
         self.frame = frame
         self.encoding = enc
         self.grid = grid
@@ -105,6 +112,14 @@ class Segmentation:
             self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode, out)
 
 
+    def color_mask_and_overlay(self, size: Size | None = None, color_out: np.ndarray | None = None,
+                               overlay_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`color_mask` and :meth:`overlay` from one computation of the colours (identical pictures)."""
+        return self._net.renderer.color_mask_and_overlay(
+            self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode,
+            color_out, overlay_out)
+
+
 class SegNet:
     """A loaded model on a backend: frames in, :class:`Segmentation` out."""
 
@@ -113,6 +128,7 @@ class SegNet:
         self.backend = backend
         self.renderer = Renderer(model.grid_width, model.grid_height)
         self.timings = Timings()
+        self._batch = np.empty((0, 3, model.input_height, model.input_width), np.float32)
         self._lock = threading.Lock()
         self._apply(settings or SegNetSettings())
 
@@ -159,18 +175,41 @@ class SegNet:
     # -- the work ---------------------------------------------------------------------------
     def process(self, frame: np.ndarray, encoding_name: str = "rgb8") -> Segmentation:
         """Segment one uint8 frame given in ``encoding_name`` (rgb8, bgr8, rgba8, bgra8, mono8)."""
+        return self.process_batch([(frame, encoding_name)])[0]
+
+    def process_batch(self, frames: Sequence[tuple[np.ndarray, str]]) -> list[Segmentation]:
+        """Segment several (frame, encoding) pairs, e.g. one per camera, in as few backend calls as the
+        backend's ``max_batch`` allows; frames may differ in size and encoding. Result i is frame i's.
+        One thread at a time: the batch tensor is reused."""
         with self._lock:
             settings, colors, ignore_id, preprocessor = (
                 self._settings, self._colors, self._ignore_id, self._preprocessor)
-        enc = encoding(encoding_name)
-        frame = check_frame(frame, enc)
-        start = time.perf_counter()
-        tensor = preprocessor.prepare(frame, enc)
-        prepared = time.perf_counter()
-        logits = self.backend.run(tensor)
-        inferred = time.perf_counter()
-        grid, confidence = classify(logits, ignore_id)
-        done = time.perf_counter()
-        self.timings = Timings(
-            (prepared - start) * 1e3, (inferred - prepared) * 1e3, (done - inferred) * 1e3)
-        return Segmentation(self, frame, enc, grid, confidence, settings, colors)
+        checked = []
+        for frame, encoding_name in frames:
+            enc = encoding(encoding_name)
+            checked.append((check_frame(frame, enc), enc))
+        count = len(checked)
+        if count == 0:
+            return []
+        if self._batch.shape[0] < count:
+            self._batch = np.empty((count,) + self._batch.shape[1:], np.float32)
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        for i, (frame, enc) in enumerate(checked):
+            preprocessor.prepare(frame, enc, self._batch[i:i + 1])
+        prepared, prepared_cpu = time.perf_counter(), time.thread_time()
+        step = max(1, getattr(self.backend, "max_batch", 1))
+        results, inference, classify_s, classify_cpu = [], 0.0, 0.0, 0.0
+        for first in range(0, count, step):
+            began = time.perf_counter()
+            logits = self.backend.run(self._batch[first:min(first + step, count)])
+            ran, ran_cpu = time.perf_counter(), time.thread_time()
+            # classified before the next call: a backend may hand back the same output buffer each time
+            results += [classify(logits[j], ignore_id) for j in range(logits.shape[0])]
+            inference += ran - began
+            classify_s += time.perf_counter() - ran
+            classify_cpu += time.thread_time() - ran_cpu
+        self.timings = timings = Timings(
+            (prepared - start) * 1e3, inference * 1e3, classify_s * 1e3, count,
+            (prepared_cpu - start_cpu) * 1e3, classify_cpu * 1e3)
+        return [Segmentation(self, frame, enc, grid, confidence, settings, colors, timings)
+                for (frame, enc), (grid, confidence) in zip(checked, results, strict=True)]

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import ModelError
+from ..transport import profile_environment
 from ..zoo import resolve_network
 from .harness import NodeProcess, Probe, Session, stamp_of
 
@@ -58,13 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # Reliable input: best-effort DDS loses 2.7 MB frames unless net.core.rmem_max is raised (see README).
     params = {"model": model, "backend": "onnxruntime", "device": "cpu", "input_reliability": "reliable"}
+    # the large shared-memory segment for both senders of large images: the camera and the node
+    transport = profile_environment()
     with Session(output, params, remaps={"image": "/demo/camera/image_raw"}, namespace="/demo",
-                 probe_name="demo_viewer") as session:
+                 probe_name="demo_viewer", env=transport) as session:
         for topic in ("/demo/overlay", "/demo/color_mask"):
             session.probe.subscribe(Image, topic)
         session.probe.subscribe(DiagnosticArray, "/diagnostics")
         camera = session.camera(*([args.input] if args.input else []), f"--frames={args.frames}",
-                                f"--rate={args.rate}", "--topic=/demo/camera/image_raw")
+                                f"--rate={args.rate}", "--topic=/demo/camera/image_raw", env=transport)
         started = time.monotonic()
         while camera.process.poll() is None and time.monotonic() - started < args.frames / args.rate + 60:
             time.sleep(0.2)

@@ -77,7 +77,7 @@ class NodeProcess:
 
     def __init__(self, log_path: Path, params: dict, remaps: dict | None = None, namespace: str = "",
                  module: str = "segnet_ros.node.main", ready_text: str = "segmenting ",
-                 arguments: tuple[str, ...] = ()) -> None:
+                 arguments: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         args = [sys.executable, "-m", module, *arguments, "--ros-args"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -90,7 +90,7 @@ class NodeProcess:
         self.ready_text = ready_text
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **private_ros_environment()})
+                                        env={**os.environ, **private_ros_environment(), **(env or {})})
 
     def log(self) -> str:
         if not self._log.closed:
@@ -202,16 +202,17 @@ class Session:
     """
 
     def __init__(self, log_dir: Path, params: dict, remaps: dict | None = None, namespace: str = "",
-                 probe_name: str = "probe") -> None:
+                 probe_name: str = "probe", env: dict[str, str] | None = None) -> None:
         self.log_dir, self.params, self.remaps, self.namespace = log_dir, params, remaps, namespace
-        self.probe_name = probe_name
+        self.probe_name, self.env = probe_name, env  # env: extra variables of the node's process
         self._processes: list[NodeProcess] = []
 
     def __enter__(self) -> Session:
         private_ros_environment()
         import rclpy
 
-        self.node = NodeProcess(self.log_dir / "segnet_node.log", self.params, self.remaps, self.namespace)
+        self.node = NodeProcess(self.log_dir / "segnet_node.log", self.params, self.remaps, self.namespace,
+                                env=self.env)
         self._processes.append(self.node)
         rclpy.init()
         self.probe = Probe(self.probe_name)
@@ -222,10 +223,11 @@ class Session:
             raise
         return self
 
-    def camera(self, *arguments: str) -> NodeProcess:
-        """Start ``segnet_ros.demo.camera`` with ``arguments``; it is stopped with the session."""
+    def camera(self, *arguments: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """Start ``segnet_ros.demo.camera`` with ``arguments`` (and ``env`` added to its environment);
+        it is stopped with the session."""
         camera = NodeProcess(self.log_dir / "camera.log", {}, module="segnet_ros.demo.camera",
-                             ready_text="camera: ", arguments=arguments)
+                             ready_text="camera: ", arguments=arguments, env=env)
         self._processes.append(camera)
         return camera
 

@@ -1,11 +1,14 @@
-"""One camera's pipeline: its subscriptions, its two worker threads and its publishers.
+"""One camera's pipeline: its subscriptions, its publishers and its two worker threads.
 
-The subscription callbacks only store the newest frame. One worker segments it, the other
-renders and publishes just the outputs that have subscribers, so frame N is published while
-frame N+1 is inferred. Each stage hands over through a newest-item slot: a slow model drops
-frames (counted in /diagnostics) instead of queueing them. With depth on, the publishing worker
-pairs the frame with the depth frame of the same stamp and publishes ``points`` with the mask's
-size and the mask's header stamp, as Nav2's semantic layer requires.
+The subscription callbacks only store the newest frame. The node's one inference thread
+(:mod:`segnet_ros.node.scheduler`, shared by every camera) decodes and segments it; this camera's
+publishing worker renders and publishes just the outputs that have subscribers, so frame N is
+published while frame N+1 is inferred; its encoding worker compresses the pictures whose
+``/compressed`` topics have subscribers, after the raw outputs are out, so JPEG/PNG encoding never
+delays ``class_mask``. Each stage hands over through a newest-item slot: a slow model drops frames
+(counted in /diagnostics) instead of queueing them. With depth on, the publishing worker pairs the
+frame with the depth frame of the same stamp and publishes ``points`` with the mask's size and the
+mask's header stamp, as Nav2's semantic layer requires.
 
 Topics are relative to the node (``prefix/...`` for a named camera), so namespaces and remaps work.
 """
@@ -26,16 +29,16 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, MultiArrayDimension, UInt32MultiArray
 
+from ..core.decode import compressed_to_array, depth_to_array, image_to_array
 from ..core.errors import FrameError
+from ..core.outputs import COMPRESSED_OUTPUTS, IMAGE_OUTPUTS
 from ..core.pointcloud import CloudBuilder, Intrinsics
 from ..core.segnet import Segmentation, SegNet
-from .conversions import ImageBuffers, compressed_to_array, depth_to_array, image_to_array, scale_camera_info
+from .conversions import ImageBuffers, array_to_compressed, scale_camera_info
 from .depth import DepthPairer
-from .pipeline import LatestSlot, PipelineStats
+from .pipeline import LatestSlot, PipelineStats, Stages
 
 INPUT_TOPICS = ("image", "image/compressed", "camera_info", "depth/image", "depth/camera_info")
-IMAGE_OUTPUTS = ("class_mask", "color_mask", "overlay", "confidence")
-CAMERA_OUTPUTS = IMAGE_OUTPUTS + ("class_histogram", "camera_info_mask", "points")
 THROTTLE_S = 5.0
 
 
@@ -51,6 +54,19 @@ class CameraSettings:
     depth_slop_s: float = 0.0
     depth_timeout_s: float = 0.1
     max_input_pixels: int = 1 << 62
+    jpeg_quality: int = 80  # overlay/compressed and color_mask/compressed
+
+
+@dataclass(frozen=True)
+class Job:
+    """A decoded frame on its way through the shared inference thread."""
+
+    header: Header
+    frame: np.ndarray
+    encoding: str
+    wanted: dict[str, bool]
+    received_at: float
+    cpu_decode_ms: float
 
 
 class DepthFrame(NamedTuple):
@@ -70,16 +86,19 @@ class CameraPipeline:
     workers (an active node); :meth:`stop` undoes that, :meth:`destroy` also removes the publishers."""
 
     def __init__(self, node: Node, net: SegNet, settings: CameraSettings,
-                 mask_size: Callable[[], str | tuple[int, int]], prefix: str = "") -> None:
+                 mask_size: Callable[[], str | tuple[int, int]], prefix: str = "",
+                 condition: threading.Condition | None = None) -> None:
         self.node, self.net, self.settings, self.prefix = node, net, settings, prefix
         self._mask_size = mask_size
+        self._condition = condition  # the inference thread's: it waits on every camera's slot
         self.stats = PipelineStats()
         self._buffers = ImageBuffers()  # used by the publishing thread only
+        self._encode_buffers = ImageBuffers()  # used by the encoding thread only
         self._cloud = CloudBuilder()
         self._last_bad = 0
         self._subscriptions: list = []
         self._workers: list[threading.Thread] = []
-        self.slot, self._results = LatestSlot(), LatestSlot()
+        self.slot, self._results, self._encodes = LatestSlot(condition), LatestSlot(), LatestSlot()
         self._depth: DepthPairer | None = None
         self._camera_info: CameraInfo | None = None
         self._depth_info: CameraInfo | None = None
@@ -88,6 +107,8 @@ class CameraPipeline:
                                max_pixels=settings.max_input_pixels)
         qos = settings.output_qos
         self._pubs = {name: node.create_publisher(Image, self.topic(name), qos) for name in IMAGE_OUTPUTS}
+        self._pubs.update({name: node.create_publisher(CompressedImage, self.topic(name), qos)
+                           for name in COMPRESSED_OUTPUTS})
         self._pubs["class_histogram"] = node.create_publisher(UInt32MultiArray, self.topic("class_histogram"), qos)
         if settings.use_camera_info:
             self._pubs["camera_info_mask"] = node.create_publisher(CameraInfo, self.topic("camera_info_mask"), qos)
@@ -104,7 +125,7 @@ class CameraPipeline:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         node, qos = self.node, self.settings.input_qos
-        self.slot, self._results = LatestSlot(), LatestSlot()
+        self.slot, self._results, self._encodes = LatestSlot(self._condition), LatestSlot(), LatestSlot()
         subscribe = node.create_subscription
         self._subscriptions = [subscribe(CompressedImage if self.settings.compressed else Image, self.image_topic,
                                          self._on_frame, qos)]
@@ -116,9 +137,9 @@ class CameraPipeline:
                                     subscribe(CameraInfo, self.topic("depth/camera_info"), self._on_depth_info, qos)]
         name = self.prefix or "camera"
         self._workers = [
-            threading.Thread(target=self._work, args=(self.slot, self._infer), name=f"segnet-infer-{name}",
-                             daemon=True),
             threading.Thread(target=self._work, args=(self._results, self._publish), name=f"segnet-publish-{name}",
+                             daemon=True),
+            threading.Thread(target=self._work, args=(self._encodes, self._encode), name=f"segnet-encode-{name}",
                              daemon=True),
         ]
         for worker in self._workers:
@@ -131,6 +152,7 @@ class CameraPipeline:
         self._subscriptions = []
         self.slot.close()
         self._results.close()
+        self._encodes.close()
         if self._depth is not None:
             self._depth.close()
         for worker in self._workers:
@@ -171,6 +193,15 @@ class CameraPipeline:
         self.stats.rejected()
         self.node.get_logger().warn(text, throttle_duration_sec=THROTTLE_S)
 
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, FrameError):
+            self._bad(f"bad frame skipped: {exc}")
+            return
+        if not self.node.context.ok():
+            return  # shutting down: nothing to report
+        self.stats.rejected()
+        self.node.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=THROTTLE_S)
+
     def _work(self, slot: LatestSlot, stage) -> None:
         while not slot.closed:
             item = slot.take(timeout=0.5)
@@ -178,14 +209,8 @@ class CameraPipeline:
                 continue
             try:
                 stage(*item)
-            except FrameError as exc:
-                self._bad(f"bad frame skipped: {exc}")
             except Exception as exc:  # keep serving: one broken frame must not stop the robot's perception
-                if not self.node.context.ok():
-                    return  # shutting down: nothing to report
-                self.stats.rejected()
-                self.node.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
-                                             throttle_duration_sec=THROTTLE_S)
+                self._failed(exc)
 
     def _wanted(self) -> dict[str, bool]:
         wanted = {name: pub.get_subscription_count() > 0 for name, pub in self._pubs.items()}
@@ -193,14 +218,31 @@ class CameraPipeline:
             wanted["camera_info_mask"] &= self._camera_info is not None
         return wanted
 
-    def _infer(self, msg, received_at: float) -> None:
+    # -- called by the shared inference thread (segnet_ros.node.scheduler) ---------------------------
+    def job(self, item: tuple) -> Job | None:
+        """The waiting frame decoded for inference; None when nobody listens (it costs nothing then)
+        or it is bad (counted and logged)."""
+        msg, received_at = item
         wanted = self._wanted()
         if not any(wanted.values()):
-            self.stats.idle()  # nobody listens: no inference at all
-            return
-        frame, encoding = self._decode(msg)
-        segmentation = self.net.process(frame, encoding)
-        self._results.put((msg.header, segmentation, wanted, received_at, self.net.timings.inference))
+            self.stats.idle()
+            return None
+        started = time.thread_time()
+        try:
+            frame, encoding = self._decode(msg)
+        except FrameError as exc:
+            self._failed(exc)
+            return None
+        return Job(msg.header, frame, encoding, wanted, received_at, (time.thread_time() - started) * 1e3)
+
+    def deliver(self, job: Job, segmentation: Segmentation, started: float, finished: float) -> None:
+        """The result of ``job``, from a segmentation call (its batch's) that ran from ``started`` to
+        ``finished`` (monotonic seconds)."""
+        self._results.put((job, segmentation, started, finished))
+
+    def failed(self, exc: Exception) -> None:
+        """The inference call for this camera's frame raised ``exc``."""
+        self._failed(exc)
 
     def _paired_depth(self, header: Header) -> DepthFrame | None:
         if self._depth is None:
@@ -221,8 +263,9 @@ class CameraPipeline:
             return self._depth_size or seg.input_size  # no depth frame yet: the input's size
         return setting
 
-    def _publish(self, header: Header, seg: Segmentation, wanted: dict[str, bool], received_at: float,
-                 inference_ms: float) -> None:
+    def _publish(self, job: Job, seg: Segmentation, inference_started: float, inference_finished: float) -> None:
+        cpu_started = time.thread_time()
+        header, wanted = job.header, job.wanted
         setting = self._mask_size()  # read once: a parameter change never splits a frame
         depth = self._paired_depth(header) if wanted.get("points") or setting == "depth" else None
         width, height = self._size(setting, seg)
@@ -249,16 +292,54 @@ class CameraPipeline:
             msg.layout.dim = [MultiArrayDimension(label="class", size=len(counts), stride=len(counts))]
             msg.data = counts.astype("uint32").tolist()
             self._pubs["class_histogram"].publish(msg)
-        if wanted["color_mask"]:
+        overlay_encoding = "bgr8" if seg.encoding.bgr else "rgb8"
+        if wanted["color_mask"] and wanted["overlay"]:  # one pass draws both
+            seg.color_mask_and_overlay(None, buffers.pixels("color_mask", image_shape),
+                                       buffers.pixels("overlay", image_shape))
+            self._pubs["color_mask"].publish(buffers.image("color_mask", header, image_shape, "rgb8"))
+            self._pubs["overlay"].publish(buffers.image("overlay", header, image_shape, overlay_encoding))
+        elif wanted["color_mask"]:
             self._pubs["color_mask"].publish(buffers.image(
                 "color_mask", header, image_shape, "rgb8", lambda out: seg.color_mask(None, out)))
-        if wanted["overlay"]:
+        elif wanted["overlay"]:
             self._pubs["overlay"].publish(buffers.image(
-                "overlay", header, image_shape, "bgr8" if seg.encoding.bgr else "rgb8",
-                lambda out: seg.overlay(None, out)))
+                "overlay", header, image_shape, overlay_encoding, lambda out: seg.overlay(None, out)))
         if wanted.get("camera_info_mask"):
             self._pubs["camera_info_mask"].publish(scale_camera_info(self._camera_info, header, width, height))
-        self.stats.finished(received_at, inference_ms)
+        timings = seg.timings
+        stages = Stages(
+            wait=(inference_started - job.received_at) * 1e3, inference=timings.inference,
+            render_publish=(time.monotonic() - inference_finished) * 1e3,
+            cpu_decode=job.cpu_decode_ms,
+            cpu_preprocess=(timings.preprocess_cpu + timings.classify_cpu) / timings.frames,
+            cpu_render_publish=(time.thread_time() - cpu_started) * 1e3)
+        self.stats.finished(job.received_at, stages)
+        compressed = {name: wanted[name] for name in COMPRESSED_OUTPUTS if wanted.get(name)}
+        if compressed:
+            self._encodes.put((header, seg, compressed, (width, height)))
+
+    def _encode(self, header: Header, seg: Segmentation, wanted: dict[str, bool], mask_size: tuple[int, int]) -> None:
+        """The compressed pictures (their own buffers: the publishing thread is on the next frame)."""
+        buffers, quality = self._encode_buffers, self.settings.jpeg_quality
+        width, height = mask_size
+        image_shape = (seg.input_size[1], seg.input_size[0], 3)
+        if wanted.get("class_mask/compressed"):
+            mask = seg.class_mask(mask_size, buffers.pixels("class_mask", (height, width)))
+            self._pubs["class_mask/compressed"].publish(array_to_compressed(header, mask, "mono8", None))
+        colors = overlay = None
+        if wanted.get("color_mask/compressed") and wanted.get("overlay/compressed"):
+            colors, overlay = seg.color_mask_and_overlay(None, buffers.pixels("color_mask", image_shape),
+                                                         buffers.pixels("overlay", image_shape))
+        if wanted.get("color_mask/compressed"):
+            if colors is None:
+                colors = seg.color_mask(None, buffers.pixels("color_mask", image_shape))
+            self._pubs["color_mask/compressed"].publish(array_to_compressed(header, colors, "rgb8", quality))
+        if wanted.get("overlay/compressed"):
+            if overlay is None:
+                overlay = seg.overlay(None, buffers.pixels("overlay", image_shape))
+            self._pubs["overlay/compressed"].publish(array_to_compressed(
+                header, overlay, "bgr8" if seg.encoding.bgr else "rgb8", quality))
+        self.stats.compressed()
 
     def _points(self, header: Header, depth: DepthFrame, labels, confidence) -> PointCloud2 | None:
         info = self._depth_info
@@ -290,10 +371,16 @@ class CameraPipeline:
             "input_rate_hz": f"{snap.input_hz:.2f}", "processed_rate_hz": f"{snap.processed_hz:.2f}",
             "frames_received": snap.received, "frames_processed": snap.processed,
             "frames_dropped": snap.dropped, "frames_bad": snap.bad,
-            "frames_skipped_no_subscribers": snap.skipped,
+            "frames_skipped_no_subscribers": snap.skipped, "frames_compressed": snap.compressed,
             "latency_ms": f"{snap.latency_ms:.1f}", "latency_max_ms": f"{snap.latency_max_ms:.1f}",
             "inference_ms": f"{snap.inference_ms:.1f}",
         }
+        stages = snap.stages
+        for key, value in (("stage_wait_ms", stages.wait), ("stage_inference_ms", stages.inference),
+                           ("stage_render_publish_ms", stages.render_publish), ("cpu_decode_ms", stages.cpu_decode),
+                           ("cpu_preprocess_ms", stages.cpu_preprocess),
+                           ("cpu_render_publish_ms", stages.cpu_render_publish)):
+            values[key] = f"{value:.2f}"
         if self.settings.use_depth:
             values.update(clouds_published=snap.clouds, clouds_skipped_no_depth=snap.missed_depth)
         values.update(extra)

@@ -1,13 +1,12 @@
 """sensor_msgs <-> numpy, without cv_bridge (it is not installable everywhere we run).
 
-Incoming images become zero-copy views that honour ``step`` (row padding) wherever
-the encoding allows it; colour conversions (YUV 4:2:2, Bayer) go through OpenCV.
+Decoding is the core's (:mod:`segnet_ros.core.decode`, shared with the bag tool); this module adds
+what needs the ROS message types: building output messages into reused buffers.
 """
 
 from __future__ import annotations
 
 import array
-import struct
 from collections.abc import Callable
 
 import cv2
@@ -15,123 +14,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from ..core.errors import FrameError
-from ..core.pointcloud import CLOUD_DTYPE, DEPTH_ENCODINGS, resampled_coordinate
-
-# encoding -> (bytes per pixel, cv2 conversion to RGB or None, encoding the core receives)
-_RAW = {
-    "rgb8": (3, None, "rgb8"),
-    "bgr8": (3, None, "bgr8"),
-    "rgba8": (4, None, "rgba8"),
-    "bgra8": (4, None, "bgra8"),
-    "mono8": (1, None, "mono8"),
-    "8uc1": (1, None, "mono8"),
-    "8uc3": (3, None, "bgr8"),
-    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY, "rgb8"),
-    "uyvy": (2, cv2.COLOR_YUV2RGB_UYVY, "rgb8"),
-    "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2, "rgb8"),
-    "yuyv": (2, cv2.COLOR_YUV2RGB_YUY2, "rgb8"),
-    # OpenCV names Bayer patterns by the second row's first two pixels.
-    "bayer_rggb8": (1, cv2.COLOR_BayerBG2RGB, "rgb8"),
-    "bayer_bggr8": (1, cv2.COLOR_BayerRG2RGB, "rgb8"),
-    "bayer_gbrg8": (1, cv2.COLOR_BayerGR2RGB, "rgb8"),
-    "bayer_grbg8": (1, cv2.COLOR_BayerGB2RGB, "rgb8"),
-}
-SUPPORTED_ENCODINGS = tuple(e for e in _RAW if e not in ("8uc1", "8uc3", "uyvy", "yuyv"))
-
-
-def check_pixels(width: int, height: int, max_pixels: int) -> None:
-    """Refuse a frame larger than ``max_pixels`` before any work is spent on it."""
-    if width * height > max_pixels:
-        raise FrameError(f"image of {width}x{height} has more than max_input_pixels ({max_pixels}) pixels")
-
-
-def _rows(msg: Image, bytes_per_pixel: int, max_pixels: int) -> np.ndarray:
-    """(H, W * bytes_per_pixel) uint8 view of an Image's pixels, honouring ``step``."""
-    width, height, step = msg.width, msg.height, msg.step
-    if width == 0 or height == 0:
-        raise FrameError(f"image has zero size {width}x{height}")
-    check_pixels(width, height, max_pixels)
-    if step < width * bytes_per_pixel:
-        raise FrameError(f"step {step} is smaller than width x {bytes_per_pixel} bytes ({width * bytes_per_pixel})")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size < step * height:
-        raise FrameError(f"image data has {data.size} bytes; step x height needs {step * height}")
-    return data[: step * height].reshape(height, step)[:, : width * bytes_per_pixel]  # a view: no copy
-
-
-def image_to_array(msg: Image, max_pixels: int = 1 << 62) -> tuple[np.ndarray, str]:
-    """A (H, W, C) uint8 frame and its core encoding; raises :class:`FrameError` on bad messages."""
-    name = msg.encoding.lower()
-    if name not in _RAW:
-        raise FrameError(f"unsupported encoding '{msg.encoding}'; supported: {', '.join(SUPPORTED_ENCODINGS)}")
-    channels, conversion, core_encoding = _RAW[name]
-    width, height = msg.width, msg.height
-    pixels = _rows(msg, channels, max_pixels).reshape(height, width, channels)
-    if conversion is None:
-        return pixels, core_encoding
-    if channels == 2 and width % 2:
-        raise FrameError(f"{msg.encoding} needs an even width, got {width}")
-    source = pixels if channels == 2 else pixels[:, :, 0]
-    return cv2.cvtColor(np.ascontiguousarray(source), conversion), core_encoding
-
-
-def compressed_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) a PNG or JPEG payload declares, read from its header without decoding;
-    None for other formats or a header too short to tell."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 9 <= len(data):  # walk the JPEG segments to the first start-of-frame marker
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
-            return width, height
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # segments without a length
-            pos += 2
-            continue
-        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
-    return None
-
-
-def compressed_to_array(msg: CompressedImage, max_pixels: int = 1 << 62) -> tuple[np.ndarray, str]:
-    """Decode a JPEG or PNG payload to bgr8; the size its header declares is checked first, so a
-    small, highly compressed file cannot make us decode gigabytes."""
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise FrameError("compressed image is empty")
-    declared = compressed_size(data[:65536].tobytes())
-    if declared is not None:
-        check_pixels(*declared, max_pixels)
-    try:
-        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # OpenCV 5 raises where 4.x returned None
-        raise FrameError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes): "
-                         f"{str(exc).strip().splitlines()[-1]}") from None
-    if frame is None:
-        raise FrameError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes)")
-    check_pixels(frame.shape[1], frame.shape[0], max_pixels)
-    return frame, "bgr8"
-
-
-def depth_to_array(msg: Image, max_pixels: int = 1 << 62) -> tuple[np.ndarray, float]:
-    """A (H, W) view of a depth image's raw values (uint16 millimetres or float32 metres, in the
-    message's byte order) and the metres per unit; raises :class:`FrameError` on bad messages."""
-    name = msg.encoding.lower()
-    if name not in DEPTH_ENCODINGS:
-        raise FrameError(f"unsupported depth encoding '{msg.encoding}'; supported: 16UC1 (mm), 32FC1 (m)")
-    kind, metres_per_unit = DEPTH_ENCODINGS[name]
-    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
-    rows = _rows(msg, dtype.itemsize, max_pixels)
-    if msg.step % dtype.itemsize:
-        raise FrameError(f"depth step {msg.step} is not a multiple of {dtype.itemsize} bytes")
-    return rows.view(dtype), metres_per_unit
+from ..core.pointcloud import CLOUD_DTYPE, resampled_coordinate
 
 
 def _image(header, shape: tuple[int, ...], encoding: str, data: array.array) -> Image:
@@ -151,6 +34,26 @@ def array_to_image(header, pixels: np.ndarray, encoding: str) -> Image:
     data = array.array("B")
     data.frombytes(np.ascontiguousarray(pixels).data)
     return _image(header, pixels.shape, encoding, data)
+
+
+def array_to_compressed(header, pixels: np.ndarray, encoding: str, jpeg_quality: int | None) -> CompressedImage:
+    """A CompressedImage as image_transport's ``compressed`` plugin writes it: JPEG (colour pictures,
+    ``jpeg_quality``) or, with ``jpeg_quality`` None, lossless PNG (class ids must survive exactly);
+    ``format`` is "<encoding>; jpeg|png compressed <bgr8|mono8>", which its subscriber and RViz parse."""
+    colour = pixels.ndim == 3
+    if colour and encoding == "rgb8":
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)  # OpenCV's encoders take BGR
+    if jpeg_quality is None:
+        kind, ok, payload = "png", *cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    else:
+        kind, ok, payload = "jpeg", *cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    if not ok:
+        raise FrameError(f"OpenCV could not encode a {pixels.shape} picture as {kind}")
+    msg = CompressedImage(header=header, format=f"{encoding}; {kind} compressed {'bgr8' if colour else 'mono8'}")
+    data = array.array("B")
+    data.frombytes(payload.data)
+    msg.data = data
+    return msg
 
 
 _CLOUD_FIELDS = {"f4": PointField.FLOAT32, "u4": PointField.UINT32}

@@ -3,23 +3,27 @@ it may change while the node runs. The node, the YAML file and the tests all rea
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 from ..backends import BACKENDS
 from ..backends.base import DEVICES, PRECISIONS, BackendOptions
+from ..core.outputs import MASK_SIZES, parse_mask_size
 from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
 
-MASK_SIZES = ("input", "grid", "depth")  # or an explicit WxH
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
+BATCHING = ("auto", "always", "never")  # not on/off: YAML reads those as booleans
+# a camera name is a relative topic namespace: "front", "left_stereo", "arm/wrist"
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
 DYNAMIC = ("filter_mode", "overlay_alpha", "ignore_class", "mask_size")
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    default: bool | int | float | str
+    default: bool | int | float | str | tuple[str, ...]  # a tuple: a string array parameter
     description: str
     choices: tuple[str, ...] = ()
     int_range: tuple[int, int] | None = None
@@ -30,6 +34,10 @@ class Param:
 
 
 PARAMS: tuple[Param, ...] = (
+    Param("cameras", (), "camera names: each subscribes <name>/image (...) and publishes <name>/class_mask (...), "
+          "all on one shared model; empty: one camera on image, class_mask, ..."),
+    Param("batching", "auto", "frames of several cameras in one backend call; auto: where it pays (GPUs, OpenVINO)",
+          BATCHING),
     Param("model", "fcn-resnet18-cityscapes", "model name (see 'segnet-ros models list') or path to an .onnx"),
     Param("labels", "", "classes.txt; empty: the one beside the model"),
     Param("colors", "", "colors.txt; empty: the one beside the model"),
@@ -37,10 +45,13 @@ PARAMS: tuple[Param, ...] = (
     Param("output_blob", "output_0", "name of the network's output tensor"),
     Param("model_dir", "", "folder searched first for named models; empty: $SEGNET_ROS_MODELS or the user cache"),
     Param("auto_download", False, "download a named model that is not installed at start-up"),
-    Param("backend", "auto", "inference backend; auto: TensorRT, else ONNX Runtime CUDA, else CPU", BACKENDS),
+    Param("backend", "auto", "inference backend; auto: TensorRT, else ONNX Runtime CUDA, else the fastest CPU backend "
+          "for the precision (OpenVINO or ONNX Runtime; 'segnet-ros benchmark' compares them)", BACKENDS),
     Param("device", "auto", "ONNX Runtime device", DEVICES),
-    Param("threads", 0, "ONNX Runtime CPU threads; 0: its default", int_range=(0, 256)),
-    Param("precision", "auto", "TensorRT precision; auto: fp16 where the GPU is fast at it", PRECISIONS),
+    Param("threads", 0, "CPU threads for ONNX Runtime and OpenVINO; 0: their default", int_range=(0, 256)),
+    Param("precision", "auto", "auto: TensorRT fp16 where the GPU is fast at it; on the CPU int8 where 'segnet-ros "
+          "quantize' installed a model of this ONNX file, bf16 where the CPU has it natively (OpenVINO), else fp32",
+          PRECISIONS),
     Param("engine_cache_dir", "", "TensorRT engine cache folder; empty: the user cache"),
     Param("workspace_mb", 1024, "TensorRT builder workspace limit (MiB)", int_range=(16, 65536)),
     Param("dla_core", -1, "Jetson DLA core for TensorRT; -1: the GPU", int_range=(-1, 7)),
@@ -65,6 +76,8 @@ PARAMS: tuple[Param, ...] = (
     Param("input_depth", 1, "input QoS queue depth", int_range=(1, 100)),
     Param("output_reliability", "reliable", "output QoS reliability (reliable reaches both kinds of subscriber)",
           RELIABILITIES),
+    Param("jpeg_quality", 80, "JPEG quality of overlay/compressed and color_mask/compressed",
+          int_range=(1, 100)),
     Param("output_depth", 10, "output QoS queue depth (history kept for reliable subscribers)", int_range=(1, 100)),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages"),
 )
@@ -84,18 +97,15 @@ def check(name: str, value) -> str | None:
         return f"{name} must be in 0..10 seconds; got {value}"
     if name == "label_threshold" and not 0 <= value <= 1:
         return f"label_threshold must be in 0..1; got {value}"
+    if name == "cameras":
+        bad = [camera for camera in value if not CAMERA_NAME.fullmatch(camera)]
+        if bad:
+            return (f"cameras must be relative topic names (letters, digits, '_', '/'; starting with a letter); "
+                    f"got {', '.join(repr(b) for b in bad)}")
+        if len(set(value)) != len(value):
+            return f"cameras must not repeat a name; got {list(value)}"
     if name == "mask_size" and parse_mask_size(value) is None:
         return f"mask_size must be one of {', '.join(MASK_SIZES)} or WxH (e.g. 640x480); got '{value}'"
-    return None
-
-
-def parse_mask_size(value: str) -> str | tuple[int, int] | None:
-    """``input``/``grid``/``depth``, or (width, height) for ``WxH``; None when it is neither."""
-    if value in MASK_SIZES:
-        return value
-    width, x, height = str(value).lower().partition("x")
-    if x and width.isdigit() and height.isdigit() and 0 < int(width) <= 16384 and 0 < int(height) <= 16384:
-        return int(width), int(height)
     return None
 
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 class LatestSlot:
     """Holds only the newest item. An item replaced before the worker took it is a dropped frame,
-    so a slow model skips frames instead of building a backlog."""
+    so a slow model skips frames instead of building a backlog. Slots given one ``condition``
+    wake one waiter for all of them (the shared inference thread waits on every camera's slot)."""
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, condition: threading.Condition | None = None) -> None:
+        self._cond = condition or threading.Condition()
         self._item = None
         self._closed = False
         self.dropped = 0
@@ -26,7 +27,7 @@ class LatestSlot:
             if self._item is not None:
                 self.dropped += 1
             self._item = item
-            self._cond.notify()
+            self._cond.notify_all()
 
     def take(self, timeout: float | None = None):
         """The newest item, or None after ``timeout`` seconds or once closed."""
@@ -36,6 +37,10 @@ class LatestSlot:
             item, self._item = self._item, None
             return item
 
+    @property
+    def ready(self) -> bool:
+        return self._item is not None
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -44,6 +49,24 @@ class LatestSlot:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Where one frame's time went, in milliseconds. ``wait`` (receive to inference start),
+    ``inference`` (the backend call of its batch) and ``render_publish`` (inference end to the last
+    publish) are wall time; the ``cpu_*`` fields are the node's own CPU time for the frame, from the
+    working threads' clocks (a batch's pre-processing is shared out over its frames)."""
+
+    wait: float = 0.0
+    inference: float = 0.0
+    render_publish: float = 0.0
+    cpu_decode: float = 0.0
+    cpu_preprocess: float = 0.0
+    cpu_render_publish: float = 0.0
+
+
+STAGE_NAMES = tuple(f.name for f in fields(Stages))
 
 
 @dataclass
@@ -60,17 +83,19 @@ class Snapshot:
     inference_ms: float
     clouds: int = 0
     missed_depth: int = 0
+    compressed: int = 0
+    stages: Stages = Stages()  # mean over the window
 
 
 class PipelineStats:
-    """Counts and rates over a sliding window, updated from two threads."""
+    """Counts and rates over a sliding window, updated from several threads."""
 
     def __init__(self, window_s: float = 5.0) -> None:
         self._lock = threading.Lock()
         self._window = window_s
         self._arrivals: deque[float] = deque()
-        self._done: deque[tuple[float, float, float]] = deque()  # (time, latency s, inference ms)
-        self.received = self.processed = self.bad = self.skipped = self.clouds = self.missed = 0
+        self._done: deque[tuple[float, float, Stages]] = deque()  # (time, latency s, stages)
+        self.received = self.processed = self.bad = self.skipped = self.clouds = self.missed = self.encoded = 0
 
     def _trim(self, now: float) -> None:
         while self._arrivals and self._arrivals[0] < now - self._window:
@@ -85,47 +110,54 @@ class PipelineStats:
             self._arrivals.append(now)
             self._trim(now)
 
-    def finished(self, received_at: float, inference_ms: float, now: float | None = None) -> None:
+    def finished(self, received_at: float, stages: Stages, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
             self.processed += 1
-            self._done.append((now, now - received_at, inference_ms))
+            self._done.append((now, now - received_at, stages))
             self._trim(now)
 
-    def rejected(self) -> None:
+    def _count(self, name: str) -> None:
         with self._lock:
-            self.bad += 1
+            setattr(self, name, getattr(self, name) + 1)
+
+    def rejected(self) -> None:
+        self._count("bad")
 
     def idle(self) -> None:
-        with self._lock:
-            self.skipped += 1
+        """A frame nobody wanted: no output has a subscriber, so it was not segmented."""
+        self._count("skipped")
 
     def cloud(self) -> None:
-        with self._lock:
-            self.clouds += 1
+        self._count("clouds")
+
+    def compressed(self) -> None:
+        """A frame whose compressed pictures were encoded (only while they have subscribers)."""
+        self._count("encoded")
 
     def missed_depth(self) -> None:
         """A frame whose cloud could not be built: no depth frame (or depth camera_info) to pair."""
-        with self._lock:
-            self.missed += 1
+        self._count("missed")
 
     def snapshot(self, dropped: int, now: float | None = None) -> Snapshot:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._trim(now)
-            latencies = [d[1] for d in self._done]
-            inference = [d[2] for d in self._done]
+            done = list(self._done)
+            arrivals = list(self._arrivals)
+            counts = (self.received, self.processed, self.bad, self.skipped, self.clouds, self.missed, self.encoded)
 
-            def rate(times) -> float:
-                return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        def rate(times) -> float:
+            return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
-            return Snapshot(
-                input_hz=rate(list(self._arrivals)),
-                processed_hz=rate([d[0] for d in self._done]),
-                received=self.received, processed=self.processed, dropped=dropped, bad=self.bad,
-                skipped=self.skipped,
-                latency_ms=1e3 * sum(latencies) / len(latencies) if latencies else 0.0,
-                latency_max_ms=1e3 * max(latencies) if latencies else 0.0,
-                inference_ms=sum(inference) / len(inference) if inference else 0.0,
-                clouds=self.clouds, missed_depth=self.missed,
-            )
+        latencies = [d[1] for d in done]
+        means = Stages(*(sum(getattr(d[2], name) for d in done) / len(done) if done else 0.0
+                         for name in STAGE_NAMES))
+        received, processed, bad, skipped, clouds, missed, encoded = counts
+        return Snapshot(
+            input_hz=rate(arrivals), processed_hz=rate([d[0] for d in done]),
+            received=received, processed=processed, dropped=dropped, bad=bad, skipped=skipped,
+            latency_ms=1e3 * sum(latencies) / len(latencies) if latencies else 0.0,
+            latency_max_ms=1e3 * max(latencies) if latencies else 0.0,
+            inference_ms=means.inference, clouds=clouds, missed_depth=missed, compressed=encoded, stages=means,
+        )

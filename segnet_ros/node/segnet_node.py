@@ -1,36 +1,39 @@
 """``segnet``: camera images in; class masks, colour masks, overlays, confidence, histograms,
-labelled point clouds and LabelInfo out.
+labelled point clouds and LabelInfo out, for one camera or several sharing one model.
 
 :class:`Segmenter` is the node's whole behaviour, in the four steps of a managed node:
 configure (parameters checked, model loaded, backend built, publishers made), activate
 (subscriptions and workers started), deactivate, cleanup. :class:`SegnetNode` runs the first two
 at construction; :class:`segnet_ros.node.lifecycle.SegnetLifecycleNode` leaves them to a
-lifecycle manager. The per-camera work lives in :mod:`segnet_ros.node.camera`.
+lifecycle manager. The per-camera work lives in :mod:`segnet_ros.node.camera`, the one inference
+thread that serves every camera in :mod:`segnet_ros.node.scheduler`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 
-import yaml
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from ..backends import create_backend
 from ..core.errors import SegnetError
 from ..core.model import load_model
+from ..core.outputs import OUTPUTS, class_labels_text
 from ..core.segnet import SegNet, SegNetSettings
 from ..selection import select_model
-from .camera import CAMERA_OUTPUTS, INPUT_TOPICS, CameraPipeline, CameraSettings
+from .camera import INPUT_TOPICS, CameraPipeline, CameraSettings
 from .log import RosLogHandler
 from .params import DYNAMIC, PARAMS, backend_options, check, parse_mask_size
+from .scheduler import InferenceScheduler
 
-MODEL_OUTPUTS = ("class_labels", "label_info")
-OUTPUTS = CAMERA_OUTPUTS + MODEL_OUTPUTS
 __all__ = ["INPUT_TOPICS", "OUTPUTS", "Segmenter", "SegnetNode"]
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -58,7 +61,8 @@ class Segmenter:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.net: SegNet | None = None
-        self.camera: CameraPipeline | None = None
+        self.cameras: list[CameraPipeline] = []
+        self.scheduler: InferenceScheduler | None = None
         self._model_pubs: dict = {}
         self._timer = None
         self._values, self._problems = self._declare_parameters()
@@ -78,15 +82,26 @@ class Segmenter:
             if param.int_range is not None:
                 descriptor.integer_range = [IntegerRange(from_value=param.int_range[0], to_value=param.int_range[1],
                                                          step=1)]
+            # a string array's default is empty, which has no ROS type: declare the type instead
+            default = Parameter.Type.STRING_ARRAY if isinstance(param.default, tuple) else param.default
             try:
-                values[param.name] = self.node.declare_parameter(param.name, param.default, descriptor).value
+                values[param.name] = self._value(param, self.node.declare_parameter(param.name, default, descriptor))
             except ParameterException as exc:
                 problems.append(f"{param.name}: {exc}")
         return values, problems
 
+    @staticmethod
+    def _value(param, parameter):
+        """The parameter's value; an unset string array is the empty tuple."""
+        value = parameter.value
+        if isinstance(param.default, tuple):
+            return tuple(value or ())
+        return value
+
     def _check(self) -> dict:
         """The parameter values, or :class:`SegnetError` naming every problem."""
-        values = {p.name: self.node.get_parameter(p.name).value for p in PARAMS if p.name in self._values}
+        # get_parameter_or: an unset string array is declared but uninitialised, which get_parameter refuses
+        values = {p.name: self._value(p, self.node.get_parameter_or(p.name)) for p in PARAMS if p.name in self._values}
         problems = list(self._problems)
         problems += [reason for name, value in values.items() if (reason := check(name, value))]
         if values.get("mask_size") == "depth" and not values.get("use_depth"):
@@ -113,7 +128,10 @@ class Segmenter:
                                       overlay_alpha=values["overlay_alpha"], ignore_class=values["ignore_class"])
         except ValueError as exc:
             raise SegnetError(str(exc)) from None
-        self.net = SegNet(model, create_backend(values["backend"], model, backend_options(values)), settings)
+        names = values["cameras"] or ("",)  # "": the single camera of today's topic names
+        batches = len(names) > 1 and values["batching"] != "never"
+        options = dataclasses.replace(backend_options(values), max_batch=len(names) if batches else 1)
+        self.net = SegNet(model, create_backend(values["backend"], model, options), settings)
         if not self.node.has_parameter("class_names"):
             self.node.declare_parameter("class_names", list(self.net.class_names), ParameterDescriptor(
                 description="class names of the loaded model, by id", read_only=True))
@@ -127,13 +145,19 @@ class Segmenter:
         else:
             self._model_pubs["label_info"] = node.create_publisher(self._label_info[0], "label_info", LATCHED)
         self._diagnostics_period = values["diagnostics_period"]
-        self.camera = CameraPipeline(node, self.net, CameraSettings(
+        # auto: where one call on N frames is cheaper than N calls; elsewhere a batch only adds latency
+        batch = batches and (values["batching"] == "always" or self.net.backend.batching_pays)
+        self.scheduler = InferenceScheduler(self.net, batch)
+        settings = CameraSettings(
             input_qos=_qos(values["input_reliability"], values["input_depth"]),
             output_qos=_qos(values["output_reliability"], values["output_depth"]),
             compressed=values["input_transport"] == "compressed", use_camera_info=values["use_camera_info"],
             use_depth=values["use_depth"], depth_slop_s=values["depth_slop"],
             depth_timeout_s=values["depth_timeout"], max_input_pixels=values["max_input_pixels"],
-        ), mask_size=lambda: self._mask_size)
+            jpeg_quality=values["jpeg_quality"])
+        self.cameras = [CameraPipeline(node, self.net, settings, mask_size=lambda: self._mask_size, prefix=name,
+                                       condition=self.scheduler.condition) for name in names]
+        self.scheduler.set_cameras(self.cameras)
 
     @staticmethod
     def _ignore_class_problem(classes, name: str, model_name: str) -> str | None:
@@ -147,27 +171,43 @@ class Segmenter:
     # -- activate / deactivate ----------------------------------------------------------------------
     def activate(self) -> None:
         self._publish_labels()
-        self.camera.start()
+        for camera in self.cameras:
+            camera.start()
+        self.scheduler.start()
         self._timer = self.node.create_timer(self._diagnostics_period, self._publish_diagnostics)
-        net = self.net
-        self.node.get_logger().info(
-            f"segmenting {self.node.resolve_topic_name(self.camera.image_topic)} with {net.model.name} "
+        net, node = self.net, self.node
+        topics = ", ".join(node.resolve_topic_name(camera.image_topic) for camera in self.cameras)
+        batching = f", batches of up to {self.scheduler.batch_limit}" if self.scheduler.batch_limit > 1 else ""
+        node.get_logger().info(
+            f"segmenting {topics} with {net.model.name} "
             f"({net.model.input_width}x{net.model.input_height}, {net.num_classes} classes) "
-            f"on {net.backend.describe()}")
+            f"on {net.backend.describe()}{batching}")
 
     def deactivate(self) -> None:
         if self._timer is not None:
             self.node.destroy_timer(self._timer)
             self._timer = None
-        if self.camera is not None:
-            self.camera.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for camera in self.cameras:
+            camera.stop()
+
+    @property
+    def active(self) -> bool:
+        return self.scheduler is not None and self.scheduler.running
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The node's working threads: the inference thread, then each camera's."""
+        threads = [self.scheduler.thread] if self.scheduler is not None and self.scheduler.thread else []
+        return threads + [thread for camera in self.cameras for thread in camera.workers]
 
     def cleanup(self) -> None:
         """Release the backend (GPU memory, CUDA context) and the publishers; configure works again."""
         self.deactivate()
-        if self.camera is not None:
-            self.camera.destroy()
-            self.camera = None
+        for camera in self.cameras:
+            camera.destroy()
+        self.cameras, self.scheduler = [], None
         for publisher in self._model_pubs.values():
             self.node.destroy_publisher(publisher)
         self._model_pubs = {}
@@ -183,9 +223,7 @@ class Segmenter:
     # -- model-wide outputs -------------------------------------------------------------------------
     def _publish_labels(self) -> None:
         net = self.net
-        rgba = net.model.classes.rgba(net.settings.overlay_alpha).astype(int).tolist()
-        classes = [{"id": i, "name": name, "rgba": rgba[i]} for i, name in enumerate(net.class_names)]
-        text = yaml.safe_dump({"model": net.model.name, "classes": classes}, sort_keys=False)
+        text = class_labels_text(net.model.name, net.class_names, net.model.classes.rgba(net.settings.overlay_alpha))
         self._model_pubs["class_labels"].publish(String(data=text))
         if "label_info" in self._model_pubs:
             label_info, vision_class = self._label_info
@@ -195,11 +233,20 @@ class Segmenter:
             self._model_pubs["label_info"].publish(msg)
 
     def _publish_diagnostics(self) -> None:
+        """One status per camera (named after it; the single camera's is "<node>: segmentation"), then
+        the shared model's: backend, calls, batch sizes."""
         net, node = self.net, self.node
-        status = self.camera.diagnostics(f"{node.get_fully_qualified_name()}: segmentation", net.backend.describe(),
-                                         {"backend": net.backend.name, "device": net.backend.device,
-                                          "model": net.model.name})
-        array_msg = DiagnosticArray(status=[status])
+        fqn, hardware = node.get_fully_qualified_name(), net.backend.describe()
+        model = {"backend": net.backend.name, "device": net.backend.device, "model": net.model.name}
+        statuses = [camera.diagnostics(f"{fqn}: {camera.prefix or 'segmentation'}", hardware,
+                                       {"camera": camera.prefix, **model} if camera.prefix else model)
+                    for camera in self.cameras]
+        inference = DiagnosticStatus(name=f"{fqn}: inference", hardware_id=hardware, level=DiagnosticStatus.OK,
+                                     message=f"{net.model.name} on {hardware} for {len(self.cameras)} camera(s)")
+        inference.values = [KeyValue(key=k, value=v) for k, v in {
+            **model, "precision": getattr(net.backend, "precision", ""), "cameras": str(len(self.cameras)),
+            **self.scheduler.summary()}.items()]
+        array_msg = DiagnosticArray(status=[*statuses, inference])
         array_msg.header.stamp = node.get_clock().now().to_msg()
         self._model_pubs["diagnostics"].publish(array_msg)
 
@@ -213,7 +260,7 @@ class Segmenter:
             if reason is None and param.name == "ignore_class" and self.net is not None:
                 reason = self._ignore_class_problem(self.net.model.classes, param.value, self.net.model.name)
             if reason is None and param.name == "mask_size" and param.value == "depth" and (
-                    self.camera is not None and not self.camera.settings.use_depth):
+                    self.cameras and not self.cameras[0].settings.use_depth):
                 reason = "mask_size depth needs use_depth:=true"
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
@@ -226,7 +273,7 @@ class Segmenter:
                 return SetParametersResult(successful=False, reason=str(exc))
         if mask_size is not None:
             self._mask_size = parse_mask_size(mask_size)
-        if "overlay_alpha" in changes and self.camera is not None and self.camera.workers:
+        if "overlay_alpha" in changes and self.active:
             self._publish_labels()
         return SetParametersResult(successful=True)
 

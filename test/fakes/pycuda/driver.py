@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import os
 import threading
@@ -40,7 +41,7 @@ class RuntimeError(Error):  # pycuda.driver has one by this name
 _state = threading.local()
 _lock = threading.RLock()
 _initialized = False
-_primary: dict[int, Context] = {}
+_primary: dict[int, _CuContext] = {}
 _memory: dict[int, _Block] = {}  # address -> block
 _pinned: dict[int, weakref.ref] = {}  # id(root array) -> weak reference to it
 _streams: dict[int, weakref.ref] = {}  # handle -> stream
@@ -64,16 +65,20 @@ def _require_init(what: str) -> None:
         raise LogicError(f"{what} failed: initialization error (cuInit has not been called)")
 
 
-def current(what: str) -> Context:
+def current(what: str) -> _CuContext:
     """The context current on this thread, or the LogicError pycuda raises without one."""
     _require_init(what)
     stack = _stack()
     if not stack:
         raise LogicError(f"{what} failed: invalid device context - no currently active context?")
+    while stack and not stack[-1].valid:
+        stack.pop()
+    if not stack:
+        raise LogicError(f"{what} failed: invalid device context - no currently active context?")
     context = stack[-1]
     if not context.alive:
         raise LogicError(f"{what} failed: the current context has been released")
-    return context
+    return context.cu
 
 
 def has_current() -> bool:
@@ -87,6 +92,11 @@ def init(flags: int = 0) -> None:
     if message:
         raise RuntimeError(f"cuInit failed: {message}")
     _initialized = True
+
+
+class device_attribute(enum.IntEnum):  # noqa: N801 - pycuda's spelling
+    MULTIPROCESSOR_COUNT = 16
+    INTEGRATED = 18
 
 
 class Device:
@@ -108,58 +118,44 @@ class Device:
         major, minor = os.environ.get("FAKE_GPU_CC", "8.7").split(".")
         return int(major), int(minor)
 
+    def total_memory(self) -> int:
+        return _env_int("FAKE_GPU_MEMORY_MB", 7620) << 20
+
+    def get_attribute(self, attribute: device_attribute) -> int:
+        if not isinstance(attribute, device_attribute):
+            raise TypeError("get_attribute needs a pycuda.driver.device_attribute")
+        if attribute == device_attribute.MULTIPROCESSOR_COUNT:
+            return _env_int("FAKE_GPU_SMS", 8)
+        return _env_int("FAKE_GPU_INTEGRATED", 1)
+
     def retain_primary_context(self) -> Context:
+        """A new pycuda context object on the device's one primary context (cuDevicePrimaryCtxRetain),
+        owned by the calling thread, as pycuda's primary_context is."""
         with _lock:
-            context = _primary.get(self.ordinal)
-            if context is None or not context.alive:
-                context = _primary[self.ordinal] = Context(self, primary=True)
-            else:
-                context.retains += 1
-        return context
+            primary = _primary.get(self.ordinal)
+            if primary is None or not primary.alive:
+                primary = _primary[self.ordinal] = _CuContext(self)
+            primary.retains += 1
+        return Context(primary)
 
     def make_context(self, flags: int = 0) -> Context:
-        context = Context(self, primary=False)
+        context = Context(_CuContext(self, primary=False))
+        context.cu.retains = 1
         context.push()
         return context
 
 
-class Context:
-    def __init__(self, device: Device, primary: bool) -> None:
+class _CuContext:
+    """A CUDA context as the driver sees it: device memory belongs to it; retained by pycuda contexts."""
+
+    def __init__(self, device: Device, primary: bool = True) -> None:
         self.device = device
         self.primary = primary
-        self.retains = 1
+        self.retains = 0
         self.alive = True
 
-    def push(self) -> None:
-        _require_init("cuCtxPushCurrent")
-        if not self.alive:
-            raise LogicError("cuCtxPushCurrent failed: invalid device context (released)")
-        _stack().append(self)
-        STATS["push"] += 1
-
-    @staticmethod
-    def pop() -> Context:
-        stack = _stack()
-        if not stack:
-            raise LogicError("cuCtxPopCurrent failed: invalid device context (no context current on this thread)")
-        STATS["pop"] += 1
-        return stack.pop()
-
-    @staticmethod
-    def get_current() -> Context | None:
-        stack = _stack()
-        return stack[-1] if stack else None
-
-    @staticmethod
-    def synchronize() -> None:
-        current("cuCtxSynchronize")
-
-    def detach(self) -> None:
-        if self in _stack():
-            raise LogicError("detach: the context is still current on this thread; pop it first")
+    def release(self) -> None:
         with _lock:
-            if not self.alive:
-                raise LogicError("detach: context already released")
             self.retains -= 1
             if self.retains > 0:
                 return
@@ -171,8 +167,73 @@ class Context:
             VIOLATIONS.append(f"context released with {len(leaked)} device allocation(s) never freed")
 
 
+class Context:
+    """pycuda's context object: one per retain, remembering the thread that made it (pycuda's m_thread)."""
+
+    def __init__(self, cu: _CuContext) -> None:
+        self.cu = cu
+        self.valid = True
+        self.thread = threading.get_ident()
+
+    @property
+    def alive(self) -> bool:
+        return self.valid and self.cu.alive
+
+    @property
+    def device(self) -> Device:
+        return self.cu.device
+
+    def push(self) -> None:
+        _require_init("cuCtxPushCurrent")
+        if not self.alive:
+            raise LogicError("cuCtxPushCurrent failed: invalid device context (released)")
+        _stack().append(self)
+        STATS["push"] += 1
+
+    @staticmethod
+    def pop() -> Context:
+        stack = _stack()
+        while stack and not stack[-1].valid:  # pycuda drops detached contexts from the top first
+            stack.pop()
+        if not stack:
+            raise LogicError("context::pop failed: invalid device context - cannot pop non-current context")
+        STATS["pop"] += 1
+        return stack.pop()
+
+    @staticmethod
+    def get_current() -> Context | None:
+        stack = _stack()
+        while stack and not stack[-1].valid:
+            stack.pop()
+        return stack[-1] if stack else None
+
+    @staticmethod
+    def synchronize() -> None:
+        current("cuCtxSynchronize")
+
+    def get_device(self) -> Device:
+        return self.cu.device
+
+    def detach(self) -> None:
+        """pycuda's rules: current on this thread -> released (and dropped from this thread's stack);
+        not current but on the thread that made it -> pushed, released, popped; on any other thread
+        -> nothing is released (pycuda assumes that thread is gone) and the retain leaks."""
+        if not self.valid:
+            raise LogicError("context::detach failed: invalid device context - cannot detach from invalid context")
+        stack = _stack()
+        active = bool(stack) and stack[-1] is self
+        if active or self.thread == threading.get_ident():
+            self.cu.release()
+        else:
+            STATS["detach_ignored"] += 1
+        self.valid = False
+        if active:
+            while stack and not stack[-1].valid:
+                stack.pop()
+
+
 class _Block:
-    def __init__(self, context: Context, nbytes: int) -> None:
+    def __init__(self, context: _CuContext, nbytes: int) -> None:
         self.context = context
         self.data = bytearray(nbytes)
         self.address = next(_addresses)
@@ -325,6 +386,11 @@ def memcpy_dtoh_async(dest, src, stream: Stream | None = None) -> None:
         copy()
     else:
         stream.enqueue(copy, what)
+
+
+def retained() -> int:
+    """Retains of primary contexts not yet released (a leak once every backend is closed)."""
+    return sum(c.retains for c in _primary.values() if c.alive)
 
 
 def reset() -> None:

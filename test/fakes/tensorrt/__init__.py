@@ -2,14 +2,18 @@
 
 Version-dependent surface follows ``FAKE_TRT_VERSION`` (read at import): 8.x needs the
 EXPLICIT_BATCH network flag and has no IProgressMonitor; 10.x deprecates EXPLICIT_BATCH (a
-warning when used) and offers ``IProgressMonitor`` / ``IBuilderConfig.progress_monitor``.
+warning when used), offers ``IProgressMonitor`` / ``IBuilderConfig.progress_monitor``, BF16 and the
+STRONGLY_TYPED network flag; 11.x has no weak typing at all: no ``BuilderFlag.FP16``/``INT8``, no
+``platform_has_fast_fp16``, every network strongly typed (its precision is its tensors' types).
 
 Rules enforced (the real library crashes, misbehaves or refuses where this one raises or records):
 a CUDA context is current for builder, runtime, engine and context work; the ONNX is parsed into
 an explicit-batch network before the build; a dynamic input needs an optimization profile; a
 runtime outlives its engines and an engine its execution contexts; every IO tensor has an address
 before ``execute_async_v3``, pointing at live device memory large enough for it; engines
-deserialize only on the TensorRT version and compute capability they were built for.
+deserialize only on the TensorRT version and compute capability they were built for; Q/DQ must be
+symmetric INT8 and, in a weakly typed network, needs ``BuilderFlag.INT8``; precision flags are refused
+on a strongly typed network; one process-wide logger; input shapes inside the optimization profile.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ _MAJOR = int(__version__.split(".")[0])
 FAKE = True
 STATS: Counter = Counter()
 VIOLATIONS = _cuda.VIOLATIONS
-MAGIC = b"FAKETRT\x01"
+MAGIC = b"FAKETRT\x02"
 UNSUPPORTED_OPS = {"NonMaxSuppression"}  # a real op the fake parser refuses, besides custom domains
+NULLPTR = "pybind11::init(): factory function returned nullptr"  # what a failed CUDA start looks like
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
 class DataType(enum.Enum):
@@ -42,15 +48,24 @@ class DataType(enum.Enum):
     INT8 = 2
     INT32 = 3
     BOOL = 4
+    UINT8 = 5
+    FP8 = 6
+    if _MAJOR >= 10:
+        BF16 = 7
+        INT64 = 8
 
 
 float32, float16, int8, int32, bool = DataType.FLOAT, DataType.HALF, DataType.INT8, DataType.INT32, DataType.BOOL
 _NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
-          DataType.INT32: np.int32, DataType.BOOL: np.bool_}
-_FROM_ONNX = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 9: DataType.BOOL}
+          DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+_FROM_ONNX = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 9: DataType.BOOL,
+              2: DataType.UINT8}
 
 
 def nptype(trt_type: DataType):
+    """As the real one: a TypeError for types numpy has no equivalent of (BF16, FP8)."""
+    if trt_type not in _NUMPY:
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
     return _NUMPY[trt_type]
 
 
@@ -67,12 +82,18 @@ class MemoryPoolType(enum.Enum):
     DLA_GLOBAL_DRAM = 3
 
 
-class BuilderFlag(enum.Enum):
-    FP16 = 0
-    INT8 = 1
-    DEBUG = 2
-    GPU_FALLBACK = 3
-    REFIT = 5
+if _MAJOR >= 11:  # weak typing is gone: precision comes from the network's own types (strongly typed)
+    class BuilderFlag(enum.Enum):
+        DEBUG = 2
+        GPU_FALLBACK = 3
+        REFIT = 5
+else:
+    class BuilderFlag(enum.Enum):
+        FP16 = 0
+        INT8 = 1
+        DEBUG = 2
+        GPU_FALLBACK = 3
+        REFIT = 5
 
 
 class DeviceType(enum.Enum):
@@ -83,7 +104,7 @@ class DeviceType(enum.Enum):
 if _MAJOR >= 10:
     class NetworkDefinitionCreationFlag(enum.IntEnum):
         EXPLICIT_BATCH = 0  # deprecated in 10.0, ignored: every network is explicit batch
-        STRONGLY_TYPED = 1
+        STRONGLY_TYPED = 1  # 11: accepted and ignored, every network is strongly typed
 else:
     class NetworkDefinitionCreationFlag(enum.IntEnum):
         EXPLICIT_BATCH = 0
@@ -148,8 +169,38 @@ def _check_logger(logger) -> None:
     _check_trampoline(logger, "ILogger")
 
 
-def _report(logger, severity: _Severity, message: str) -> None:
+_logger_ref = None  # TensorRT keeps ONE process-wide logger: the last one handed to a builder/runtime/parser
+_users: weakref.WeakSet = weakref.WeakSet()  # live builders and runtimes
+
+
+def _use_logger(logger, user) -> None:
+    """What TensorRT does with a logger: it replaces the process-wide one, and keeps only a raw pointer."""
+    global _logger_ref
+    _check_logger(logger)
+    previous = _logger_ref() if _logger_ref is not None else None
+    if previous is not None and previous is not logger and len(_users):
+        VIOLATIONS.append(f"a second TensorRT logger ({type(logger).__name__}) replaced the process-wide one "
+                          "while builders or runtimes still use it; create one logger per process")
+    _logger_ref = weakref.ref(logger)
+    if user is not None:
+        _users.add(user)
+
+
+def _report(severity: _Severity, message: str) -> None:
+    logger = _logger_ref() if _logger_ref is not None else None
+    if logger is None:
+        VIOLATIONS.append(f"TensorRT logged through a logger that was garbage-collected: {message}")
+        return
     logger.log(severity, message)
+
+
+def _construct(kind: str) -> None:
+    """Builder/Runtime construction: the pybind11 TypeError when TensorRT's CUDA start fails (error 35)."""
+    if os.environ.get("FAKE_TRT_INIT_FAIL"):
+        print("[fake TRT] [E] createInferRuntime: Error Code 6: API Usage Error (CUDA initialization failure "
+              "with error: 35)", file=sys.stderr)
+        raise TypeError(NULLPTR)
+    _cuda.current(f"tensorrt.{kind}")
 
 
 if _MAJOR >= 10:
@@ -170,16 +221,23 @@ if _MAJOR >= 10:
 # -- network and parser ---------------------------------------------------------------------------
 class ITensor:
     def __init__(self, name: str, shape, dtype: DataType) -> None:
-        self.name, self.shape, self.dtype = name, Dims(shape), dtype
+        self.name, self._shape, self.dtype = name, Dims(shape), dtype
+
+    @property
+    def shape(self) -> Dims:
+        return self._shape
 
 
 class INetworkDefinition:
     def __init__(self, builder: Builder, flags: int) -> None:
         self._builder = builder
         self._explicit_batch = _MAJOR >= 10 or (flags & 1) != 0
+        self._strongly_typed = _MAJOR >= 11 or (_MAJOR >= 10 and (flags & (1 << 1)) != 0)
         self._inputs: list[ITensor] = []
         self._outputs: list[ITensor] = []
         self._onnx: bytes | None = None
+        self._qdq = False  # the parsed model has Q/DQ nodes (explicit quantization)
+        self._fp16 = False  # the parsed model computes in float16 (its own types)
 
     num_inputs = property(lambda self: len(self._inputs))
     num_outputs = property(lambda self: len(self._outputs))
@@ -190,6 +248,10 @@ class INetworkDefinition:
 
     def get_output(self, index: int) -> ITensor:
         return self._outputs[index]
+
+    if _MAJOR >= 10:
+        def get_flag(self, flag: NetworkDefinitionCreationFlag) -> bool:
+            return self._strongly_typed if flag == NetworkDefinitionCreationFlag.STRONGLY_TYPED else True
 
 
 class ParserError:
@@ -233,8 +295,8 @@ class OnnxParser:
     def __init__(self, network: INetworkDefinition, logger) -> None:
         if not isinstance(network, INetworkDefinition):
             raise TypeError("OnnxParser needs an INetworkDefinition")
-        _check_logger(logger)
-        self._network, self._logger = network, logger
+        _use_logger(logger, None)
+        self._network = network
         self._errors: list[ParserError] = []
 
     num_errors = property(lambda self: len(self._errors))
@@ -246,6 +308,8 @@ class OnnxParser:
         self._errors.clear()
 
     def parse(self, model, path: str | None = None) -> bool:
+        if not isinstance(model, (bytes, bytearray, memoryview)):
+            raise TypeError("parse() needs a buffer holding the serialized ONNX model")
         return self._parse(memoryview(model).tobytes())
 
     def parse_from_file(self, model: str) -> bool:
@@ -259,7 +323,32 @@ class OnnxParser:
 
     def _fail(self, error: ParserError) -> None:
         self._errors.append(error)
-        _report(self._logger, _Severity.ERROR, str(error))
+        _report(_Severity.ERROR, str(error))
+
+    def _check_qdq(self, proto) -> bool:
+        """TensorRT imports only symmetric INT8 Q/DQ: zero points int8 and all zero (or absent)."""
+        from onnx import numpy_helper
+
+        initializers = {init.name: init for init in proto.graph.initializer}
+        ok = True
+        for index, node in enumerate(proto.graph.node):
+            if node.op_type not in QDQ_OPS:
+                continue
+            zero = initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            if zero is None:
+                continue
+            values = numpy_helper.to_array(zero)
+            if values.dtype != np.int8:
+                self._fail(ParserError(ErrorCode.UNSUPPORTED_NODE, f"{node.op_type}: TensorRT supports INT8 "
+                                       f"quantization only, the zero point is {values.dtype}", index, node.name,
+                                       node.op_type))
+                ok = False
+            elif values.any():
+                self._fail(ParserError(ErrorCode.INVALID_NODE, "Assertion failed: shiftIsAllZeros(zeroPoint) && "
+                                       "\"TRT only supports symmetric quantization - zeroPt must be all zeros\"",
+                                       index, node.name, node.op_type))
+                ok = False
+        return ok
 
     def _parse(self, data: bytes) -> bool:
         import onnx
@@ -284,7 +373,7 @@ class OnnxParser:
                 self._fail(ParserError(ErrorCode.UNSUPPORTED_NODE, f"No importer registered for op: {node.op_type}",
                                        index, node.name, node.op_type))
                 failed = True
-        if failed:
+        if failed or not self._check_qdq(proto):
             return False
         initializers = {init.name for init in proto.graph.initializer}
         for value in proto.graph.input:
@@ -292,6 +381,8 @@ class OnnxParser:
                 network._inputs.append(ITensor(value.name, _dims(value), _FROM_ONNX[value.type.tensor_type.elem_type]))
         for value in proto.graph.output:
             network._outputs.append(ITensor(value.name, _dims(value), _FROM_ONNX[value.type.tensor_type.elem_type]))
+        network._qdq = any(node.op_type in QDQ_OPS for node in proto.graph.node)
+        network._fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
         network._onnx = data
         return True
 
@@ -369,9 +460,40 @@ class IHostMemory(bytes):
         return len(self)
 
 
+def _computable(onnx_bytes: bytes) -> bytes:
+    """What the fake "GPU" runs for a float16 network: the same graph with its float16 weights widened to
+    float32 (their values stay the half-precision ones) and every cast to float16 kept as a rounding step,
+    so ONNX Runtime's CPU kernels (which lack many float16 ops before 1.17) can compute it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load_from_string(onnx_bytes)
+    graph = proto.graph
+    for index, init in enumerate(graph.initializer):
+        if init.data_type == onnx.TensorProto.FLOAT16:
+            wide = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name)
+            graph.initializer[index].CopyFrom(wide)
+    nodes = []
+    for node in graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        if to == onnx.TensorProto.FLOAT16:
+            half = node.output[0] + "__fake_half"
+            nodes.append(helper.make_node("Cast", list(node.input), [half], to=onnx.TensorProto.FLOAT16))
+            nodes.append(helper.make_node("Cast", [half], list(node.output), to=onnx.TensorProto.FLOAT))
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return proto.SerializeToString()
+
+
 def _session(onnx_bytes: bytes):
+    import onnx
     import onnxruntime
 
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load_from_string(onnx_bytes).graph.initializer):
+        onnx_bytes = _computable(onnx_bytes)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
@@ -387,16 +509,35 @@ def _wait_for_gate() -> None:
         time.sleep(0.02)
 
 
+def _precision(network: INetworkDefinition, config: IBuilderConfig) -> str | None:
+    """What the engine computes in; None (after an error message) for a combination TensorRT refuses."""
+    flags = config._flags
+    if network._strongly_typed:
+        weak = [f.name for f in flags if f.name in ("FP16", "INT8")]
+        if weak:
+            _report(_Severity.ERROR, f"[builderConfig] Error Code 3: API Usage Error (BuilderFlag::k{weak[0]} "
+                    "is not allowed for a strongly typed network: its types decide the precision)")
+            return None
+        return "int8" if network._qdq else "fp16" if network._fp16 else "fp32"
+    if network._qdq and getattr(BuilderFlag, "INT8", None) not in flags:
+        _report(_Severity.ERROR, "[network.cpp::validate] Error Code 4: Internal Error (Int8 precision has been set "
+                "for a layer or layer output, but int8 is not configured in the builder)")
+        return None
+    if network._qdq:
+        return "int8"
+    return "fp16" if getattr(BuilderFlag, "FP16", None) in flags else "fp32"
+
+
 class Builder:
     def __init__(self, logger) -> None:
-        _cuda.current("tensorrt.Builder")
-        _check_logger(logger)
-        self._logger = logger
+        _construct("Builder")
+        _use_logger(logger, self)
         STATS["builder"] += 1
 
-    @property
-    def platform_has_fast_fp16(self) -> bool:
-        return os.environ.get("FAKE_FAST_FP16", "1") == "1"
+    if _MAJOR < 11:
+        @property
+        def platform_has_fast_fp16(self) -> bool:
+            return os.environ.get("FAKE_FAST_FP16", "1") == "1"
 
     @property
     def num_DLA_cores(self) -> int:
@@ -409,8 +550,8 @@ class Builder:
         if flags & ~known:
             raise ValueError(f"fake tensorrt {__version__}: unknown network creation flags {flags:#x}")
         if _MAJOR >= 10 and flags & 1:
-            _report(self._logger, _Severity.WARNING, "NetworkDefinitionCreationFlag::kEXPLICIT_BATCH is deprecated "
-                    "and has no effect")
+            _report(_Severity.WARNING, "NetworkDefinitionCreationFlag::kEXPLICIT_BATCH is deprecated and has no "
+                    "effect")
         return INetworkDefinition(self, flags)
 
     def create_builder_config(self) -> IBuilderConfig:
@@ -420,7 +561,7 @@ class Builder:
         return IOptimizationProfile()
 
     def _error(self, message: str) -> None:
-        _report(self._logger, _Severity.ERROR, message)
+        _report(_Severity.ERROR, message)
 
     def _progress(self, config: IBuilderConfig) -> bool:
         monitor = getattr(config, "progress_monitor", None)
@@ -456,17 +597,25 @@ class Builder:
         if os.environ.get("FAKE_TRT_BUILD_FAIL"):
             self._error("fake: out of memory while building the engine")
             return None
+        precision = _precision(network, config)
+        if precision is None:
+            return None
         inputs = []
         for tensor in network._inputs:
-            profile_shape = None
+            profile = None
             if any(d < 0 for d in tensor.shape):
                 shapes = [p.get_shape(tensor.name) for p in config._profiles if p.get_shape(tensor.name)]
                 if not shapes:
                     self._error(f"Network has dynamic or shape inputs, but no optimization profile has been "
                                 f"defined (input {tensor.name})")
                     return None
-                profile_shape = list(shapes[0][1])
-            inputs.append({"name": tensor.name, "shape": list(tensor.shape), "profile": profile_shape,
+                profile = [list(s) for s in shapes[0]]
+                fixed = zip(tensor.shape, profile[0], profile[2], strict=False)
+                if len(profile[0]) != len(tensor.shape) or any(d >= 0 and not lo == hi == d for d, lo, hi in fixed):
+                    self._error(f"the optimization profile {profile} of {tensor.name} does not fit its shape "
+                                f"{tuple(tensor.shape)}")
+                    return None
+            inputs.append({"name": tensor.name, "shape": list(tensor.shape), "profile": profile,
                            "dtype": tensor.dtype.name})
         dla_core = -1
         if config.default_device_type == DeviceType.DLA:
@@ -476,29 +625,53 @@ class Builder:
             if BuilderFlag.GPU_FALLBACK not in config._flags:
                 self._error("some layers cannot run on the DLA and GPU_FALLBACK is not set")
                 return None
+            if precision == "fp32":
+                self._error("the DLA runs FP16 or INT8 layers only; every layer fell back to the GPU")
             dla_core = config.DLA_core
         if not self._progress(config):
             self._error("build cancelled by the progress monitor")
             return None
-        session = _session(network._onnx)
-        feeds = {i["name"]: np.zeros(i["profile"] or i["shape"], _NUMPY[DataType[i["dtype"]]]) for i in inputs}
-        results = session.run(None, feeds)
-        outputs = []
-        for tensor, value in zip(network._outputs, results, strict=True):
-            declared = list(tensor.shape) if len(tensor.shape) == value.ndim else [-1] * value.ndim
-            engine_shape = [d if d >= 0 else -1 for d in declared]
-            if all(i["profile"] is None for i in inputs):
-                engine_shape = list(value.shape)
-            outputs.append({"name": tensor.name, "shape": engine_shape, "resolved": list(value.shape),
-                            "dtype": tensor.dtype.name})
+        outputs = self._outputs(network, inputs)
         device = context.device
         header = {"version": __version__, "gpu": device.name(), "cc": list(device.compute_capability()),
-                  "precision": "fp16" if BuilderFlag.FP16 in config._flags else "fp32", "dla_core": dla_core,
+                  "precision": precision, "strongly_typed": network._strongly_typed, "dla_core": dla_core,
                   "workspace": config.get_memory_pool_limit(MemoryPoolType.WORKSPACE),
                   "inputs": inputs, "outputs": outputs, "onnx_size": len(network._onnx)}
         text = json.dumps(header).encode()
         STATS["build"] += 1
         return IHostMemory(MAGIC + struct.pack("<I", len(text)) + text + network._onnx)
+
+    @staticmethod
+    def _outputs(network: INetworkDefinition, inputs: list[dict]) -> list[dict]:
+        """Output shapes: computed at the profile's min and opt shapes; a dimension that differs is dynamic
+        (-1 in the engine) and follows the input dimension that changes with it."""
+        session = _session(network._onnx)
+
+        def run(which: int) -> list[np.ndarray]:
+            feeds = {i["name"]: np.zeros(i["profile"][which] if i["profile"] else i["shape"],
+                                         _NUMPY[DataType[i["dtype"]]]) for i in inputs}
+            return session.run(None, feeds)
+
+        at_min = run(0)
+        at_opt = run(1) if any(i["profile"] and i["profile"][0] != i["profile"][1] for i in inputs) else at_min
+        outputs = []
+        for tensor, low, mid in zip(network._outputs, at_min, at_opt, strict=True):
+            shape, follows = [], []
+            for a, b in zip(low.shape, mid.shape, strict=True):
+                source = None
+                if a != b:
+                    source = next(([i["name"], k] for i in inputs if i["profile"] for k in range(len(i["shape"]))
+                                   if i["shape"][k] < 0 and i["profile"][0][k] == a and i["profile"][1][k] == b),
+                                  None)
+                    if source is None:
+                        raise RuntimeError("fake tensorrt: an output dimension the fake cannot follow")
+                shape.append(-1 if source else int(a))
+                follows.append(source)
+            outputs.append({"name": tensor.name, "shape": shape, "follows": follows, "dtype": tensor.dtype.name})
+        forced = os.environ.get("FAKE_TRT_OUTPUT_DTYPE")  # e.g. BF16: an engine whose output numpy cannot hold
+        if forced:
+            outputs[0]["dtype"] = forced
+        return outputs
 
 
 def read_header(data: bytes) -> dict | None:
@@ -520,28 +693,47 @@ def read_header(data: bytes) -> dict | None:
 # -- runtime ---------------------------------------------------------------------------------------
 class Runtime:
     def __init__(self, logger) -> None:
-        _cuda.current("tensorrt.Runtime")
-        _check_logger(logger)
-        self._logger = logger
+        _construct("Runtime")
+        _use_logger(logger, self)
         self._engines: weakref.WeakSet = weakref.WeakSet()
-        self.DLA_core = -1
+        self._dla_core = -1
+        STATS["runtime"] += 1
+
+    @property
+    def num_DLA_cores(self) -> int:
+        return int(os.environ.get("FAKE_DLA_CORES", "0"))
+
+    @property
+    def DLA_core(self) -> int:
+        return self._dla_core
+
+    @DLA_core.setter
+    def DLA_core(self, core: int) -> None:
+        if not 0 <= core < self.num_DLA_cores:  # the real runtime takes it, and fails later in odd ways
+            VIOLATIONS.append(f"Runtime.DLA_core set to {core}, but this device has {self.num_DLA_cores} DLA "
+                              "cores; check runtime.num_DLA_cores first")
+        self._dla_core = core
 
     def deserialize_cuda_engine(self, serialized) -> ICudaEngine | None:
         context = _cuda.current("deserialize_cuda_engine")
         header = read_header(memoryview(serialized).tobytes())
         if header is None:
-            _report(self._logger, _Severity.ERROR, "1: [runtime.cpp::parsePlan] Error Code 1: Serialization "
+            _report(_Severity.ERROR, "1: [runtime.cpp::parsePlan] Error Code 1: Serialization "
                     "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed.)")
             return None
         if header["version"] != __version__:
-            _report(self._logger, _Severity.ERROR, "The engine plan file is not compatible with this version of "
+            _report(_Severity.ERROR, "The engine plan file is not compatible with this version of "
                     f"TensorRT, expecting library version {__version__} got {header['version']}")
             return None
         if tuple(header["cc"]) != context.device.compute_capability():
-            _report(self._logger, _Severity.ERROR, "The engine plan file is generated on an incompatible device")
+            _report(_Severity.ERROR, "The engine plan file is generated on an incompatible device")
             return None
-        if header["dla_core"] >= 0 and self.DLA_core < 0:
-            _report(self._logger, _Severity.ERROR, "the engine runs on the DLA, but Runtime.DLA_core is not set")
+        if header["dla_core"] >= 0 and self._dla_core < 0:
+            _report(_Severity.ERROR, "the engine runs on the DLA, but Runtime.DLA_core is not set")
+            return None
+        if os.environ.get("FAKE_TRT_DESERIALIZE_OOM"):
+            _report(_Severity.ERROR, "1: [defaultAllocator.cpp::allocate::20] Error Code 1: Cuda Runtime "
+                    "(out of memory)")
             return None
         STATS["deserialize"] += 1
         engine = ICudaEngine(self, header, context)
@@ -582,6 +774,10 @@ class ICudaEngine:
         self._check("num_io_tensors")
         return len(self._names)
 
+    @property
+    def num_optimization_profiles(self) -> int:
+        return 1
+
     def get_tensor_name(self, index: int) -> str:
         self._check("get_tensor_name")
         if not 0 <= index < len(self._names):
@@ -599,6 +795,12 @@ class ICudaEngine:
     def get_tensor_dtype(self, name: str) -> DataType:
         return DataType[self._tensor(name, "get_tensor_dtype")["dtype"]]
 
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Dims]:
+        tensor = self._tensor(name, "get_tensor_profile_shape")
+        if tensor["mode"] != TensorIOMode.INPUT or profile_index != 0:
+            raise RuntimeError(f"get_tensor_profile_shape: no profile {profile_index} for '{name}'")
+        return [Dims(s) for s in (tensor["profile"] or [tensor["shape"]] * 3)]
+
     def create_execution_context(self) -> IExecutionContext:
         if _cuda.current("create_execution_context") is not self._cuda_context:
             raise _cuda.LogicError("create_execution_context: the engine belongs to another CUDA context")
@@ -609,10 +811,11 @@ class ICudaEngine:
         return context
 
     def run(self, feeds: dict) -> list[np.ndarray]:
-        """What the GPU would compute: the ONNX, on the CPU (fp16 engines round through float16)."""
+        """What the GPU would compute: the ONNX, on the CPU (weakly typed fp16 engines round through float16;
+        a strongly typed network computes in its own types, Q/DQ included)."""
         if self._session is None:
             self._session = _session(self._header["onnx"])
-        half = self._header["precision"] == "fp16"
+        half = self._header["precision"] == "fp16" and not self._header["strongly_typed"]
         if half:
             feeds = {k: v.astype(np.float16).astype(v.dtype) for k, v in feeds.items()}
         names = [t["name"] for t in self._header["outputs"]]
@@ -643,16 +846,15 @@ class IExecutionContext:
         engine._check(what)
         return engine
 
-    def _error(self, engine: ICudaEngine, message: str) -> bool:
-        runtime = engine._runtime()
-        _report(runtime._logger, _Severity.ERROR, message)
+    def _error(self, message: str) -> bool:
+        _report(_Severity.ERROR, message)
         return False
 
     def set_tensor_address(self, name: str, memory: int) -> bool:
         engine = self._live_engine("set_tensor_address")
         _cuda.current("set_tensor_address")
         if name not in engine._tensors:
-            return self._error(engine, f"3: setTensorAddress given invalid tensor name: {name}")
+            return self._error(f"3: setTensorAddress given invalid tensor name: {name}")
         if not isinstance(memory, int):
             raise TypeError("set_tensor_address needs an int device pointer")
         self._addresses[name] = memory
@@ -663,10 +865,12 @@ class IExecutionContext:
         tensor = engine._tensors.get(name)
         shape = tuple(int(d) for d in shape)
         if tensor is None or tensor["mode"] != TensorIOMode.INPUT:
-            return self._error(engine, f"3: setInputShape given invalid input tensor name: {name}")
-        allowed = tuple(tensor["profile"] or tensor["shape"])
-        if shape != allowed:
-            return self._error(engine, f"3: setInputShape: {shape} is outside the optimization profile {allowed}")
+            return self._error(f"3: setInputShape given invalid input tensor name: {name}")
+        low, high = (tensor["profile"][0], tensor["profile"][2]) if tensor["profile"] else (tensor["shape"],) * 2
+        if len(shape) != len(low) or not all(a <= d <= b for d, a, b in zip(shape, low, high, strict=False)):
+            return self._error(f"3: [executionContext.cpp::setInputShape] Error Code 3: API Usage Error (Given "
+                               f"dimensions {shape} for {name} are outside the optimization profile "
+                               f"[{tuple(low)}, {tuple(high)}])")
         self._input_shapes[name] = shape
         return True
 
@@ -674,10 +878,12 @@ class IExecutionContext:
         tensor = engine._tensors[name]
         if tensor["mode"] == TensorIOMode.INPUT:
             return self._input_shapes.get(name, tuple(tensor["shape"]))
-        dynamic = [t["name"] for t in engine._header["inputs"] if t["profile"] is not None]
-        if all(n in self._input_shapes for n in dynamic):
-            return tuple(tensor["resolved"])
-        return tuple(tensor["shape"])
+        shape = []
+        for dim, source in zip(tensor["shape"], tensor["follows"], strict=True):
+            if source is not None and source[0] in self._input_shapes:
+                dim = self._input_shapes[source[0]][source[1]]
+            shape.append(dim)
+        return tuple(shape)
 
     def get_tensor_shape(self, name: str) -> Dims:
         engine = self._live_engine("get_tensor_shape")
@@ -692,15 +898,16 @@ class IExecutionContext:
         stream = _cuda.stream_by_handle(stream_handle, what)
         for name in engine._names:
             if name not in self._addresses:
-                return self._error(engine, f"3: [executionContext.cpp::enqueueV3] Error Code 3: API Usage Error "
-                                           f"(Neither address nor allocator is set for tensor {name}; call "
-                                           "setTensorAddress for every input and output)")
+                return self._error(f"3: [executionContext.cpp::enqueueV3] Error Code 3: API Usage Error "
+                                   f"(Neither address nor allocator is set for tensor {name}; call "
+                                   "setTensorAddress for every input and output)")
         blocks = {}
         for name in engine._names:
             shape = self._shape(engine, name)
             if any(d < 0 for d in shape):
-                return self._error(engine, f"3: input shapes not specified for a dynamic tensor ({name})")
-            dtype = np.dtype(_NUMPY[DataType[engine._tensors[name]["dtype"]]])
+                return self._error(f"3: input shapes not specified for a dynamic tensor ({name}); call "
+                                   "set_input_shape")
+            dtype = np.dtype(nptype(DataType[engine._tensors[name]["dtype"]]))
             blocks[name] = (_cuda.block_at(self._addresses[name], int(np.prod(shape)) * dtype.itemsize, what),
                             shape, dtype)
         STATS["execute"] += 1
@@ -715,6 +922,8 @@ class IExecutionContext:
             outputs = engine.run(feeds)
             for tensor, value in zip(engine._header["outputs"], outputs, strict=True):
                 block, shape, dtype = blocks[tensor["name"]]
+                if tuple(value.shape) != tuple(shape):
+                    raise RuntimeError(f"fake: {tensor['name']} computed {value.shape}, the context said {shape}")
                 raw = np.ascontiguousarray(value, dtype).tobytes()
                 block.data[: len(raw)] = raw
 

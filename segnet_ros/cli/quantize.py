@@ -1,0 +1,179 @@
+"""``segnet-ros quantize``: make a model's INT8 model from the user's own frames, check it, install it.
+
+Quantisation is only as good as its calibration frames, so they are the robot's own (images, a
+folder, a glob, a video or a rosbag2), some are held out to measure how often INT8 picks FP32's
+class, and below ``--min-agreement`` nothing is installed unless ``--force`` says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..backends.qdq import TARGETS
+from ..core.errors import FrameError, SegnetError
+from ..core.preprocess import RESIZE_METHODS
+from .common import add_model_file_arguments, int_in_range, load_from_args
+
+DEFAULT_MAX_FRAMES = 100
+BAG_SUFFIXES = (".mcap", ".db3")
+
+
+def _number(minimum: float, maximum: float, what: str, open_low: bool = False):
+    """An argparse type: a number in ``minimum..maximum`` (above ``minimum`` when ``open_low``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        low_ok = value > minimum if open_low else value >= minimum
+        if not (low_ok and value <= maximum):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    return parse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "quantize", help="make a model's INT8 model from your own frames (for precision int8)",
+        description="Quantise a model to INT8 (QDQ, per-channel int8 weights, uint8 activations) with ranges "
+                    "calibrated on your own frames, print how often it agrees with FP32 on held-out frames, "
+                    "and install it in the user cache when it agrees well enough. 'precision int8' (segment's "
+                    "--precision, the node's precision parameter) then uses it.")
+    parser.add_argument("input", nargs="+",
+                        help="calibration frames: images, folders, quoted globs, videos or rosbag2 bags "
+                             "(a bag folder, .mcap or .db3); frames like the robot's camera sees")
+    add_model_file_arguments(parser)
+    group = parser.add_argument_group("quantisation")
+    group.add_argument("--max-frames", "--max_frames", dest="max_frames", default=DEFAULT_MAX_FRAMES,
+                       type=int_in_range(2, "a frame count of at least 2", 100000),
+                       help=f"use at most this many frames, spread evenly over the inputs "
+                            f"(default {DEFAULT_MAX_FRAMES})")
+    group.add_argument("--held-out", "--held_out", dest="held_out", default=0.2,
+                       type=_number(0.0, 0.9, "a fraction above 0 and at most 0.9", open_low=True),
+                       help="share of the frames kept out of calibration to measure agreement (default 0.2)")
+    group.add_argument("--reduce-range", "--reduce_range", dest="reduce_range", choices=("auto", "on", "off"),
+                       default="auto",
+                       help="7-bit weights; auto tries both on CPUs without VNNI and keeps the better (default auto)")
+    group.add_argument("--min-agreement", "--min_agreement", dest="min_agreement", default=98.0,
+                       type=_number(0.0, 100.0, "a percentage 0..100"),
+                       help="install only if INT8 and FP32 agree on at least this %% of held-out cells (default 98)")
+    group.add_argument("--force", action="store_true", help="install even below --min-agreement")
+    group.add_argument("--target", choices=TARGETS, default="cpu",
+                       help="cpu: for ONNX Runtime and OpenVINO (uint8 activations); tensorrt: symmetric int8 "
+                            "activations, as TensorRT's explicit quantisation needs (default cpu)")
+    group.add_argument("--topic", help="image topic of a bag (default: its only image topic)")
+    group.add_argument("--resize", choices=RESIZE_METHODS, default="linear",
+                       help="pre-processing resize, as you will run the model (default linear)")
+    group.add_argument("--ignore-class", "--ignore_class", dest="ignore_class", default="void",
+                       help="class never chosen, as you will run the model (default void)")
+    group.add_argument("--threads", default=0,
+                       type=int_in_range(0, "0 (ONNX Runtime decides) or a thread count up to 1024", 1024),
+                       help="CPU threads for the agreement check (0: ONNX Runtime's default)")
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class _Input:
+    """One calibration input: how many frames it holds (0: unknown) and how to read them."""
+
+    spec: str
+    count: int
+    frames: object  # a callable returning an iterator of (frame, encoding)
+
+
+def _is_bag(spec: str) -> bool:
+    path = Path(spec).expanduser()
+    return path.suffix.lower() in BAG_SUFFIXES or (path.is_dir() and (path / "metadata.yaml").is_file())
+
+
+def _bag_input(spec: str, topic: str | None) -> _Input:
+    from ..bag.reader import BagReader
+
+    with BagReader(spec) as bag:
+        images = bag.image_topics
+        if topic is None:
+            if len(images) != 1:
+                names = ", ".join(t.name for t in images) or "none"
+                raise SegnetError(f"bag '{spec}' has {len(images)} image topics ({names}); choose one with --topic")
+            chosen = images[0]
+        elif topic not in bag.topics or not bag.topics[topic].is_image:
+            names = ", ".join(t.name for t in images) or "none"
+            raise SegnetError(f"bag '{spec}' has no image topic '{topic}' (its image topics: {names})")
+        else:
+            chosen = bag.topics[topic]
+
+    def frames() -> Iterator[tuple[np.ndarray, str]]:
+        with BagReader(spec) as bag:
+            for connection, _, raw in bag.messages([chosen.name]):
+                try:
+                    _, frame, encoding = bag.frame(connection.msgtype, raw)
+                except FrameError as exc:
+                    print(f"segnet-ros: warning: {spec}: skipped a frame of {chosen.name}: {exc}", file=sys.stderr)
+                    continue
+                yield frame, encoding
+
+    return _Input(spec, chosen.count, frames)
+
+
+def _media_input(spec: str) -> _Input:
+    from .media import open_source
+
+    source = open_source(spec)
+    return _Input(spec, source.count, lambda: ((image, "bgr8") for _, image in source))
+
+
+def read_frames(specs: list[str], topic: str | None, limit: int) -> Iterator[tuple[np.ndarray, str]]:
+    """At most ``limit`` frames spread evenly over every input, each input getting its share; read as they
+    are used, so only the pre-processed tensors are kept."""
+    from ..quantize import sample_evenly
+
+    inputs = [_bag_input(spec, topic) if _is_bag(spec) else _media_input(spec) for spec in specs]
+    known = sum(item.count for item in inputs)
+
+    def frames() -> Iterator[tuple[np.ndarray, str]]:
+        for item in inputs:
+            share = max(1, round(limit * item.count / known)) if known and item.count else max(1, limit // len(inputs))
+            yield from sample_evenly(item.frames(), item.count, share)
+
+    return itertools.islice(frames(), limit)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..quantize import QuantizeSettings, prepare_frames, quantize_model
+
+    settings = QuantizeSettings(reduce_range=args.reduce_range, min_agreement=args.min_agreement, force=args.force,
+                                threads=args.threads, ignore_class=args.ignore_class, target=args.target)
+    frames = read_frames(args.input, args.topic, args.max_frames)  # opens every input: a typo fails before the model
+    model = load_from_args(args)
+    frame_set = prepare_frames(frames, model.input_width, model.input_height, args.resize, args.held_out)
+    result = quantize_model(model, frame_set, settings)
+    agreement = result.chosen.agreement
+    print(f"INT8 vs FP32 class grids of {model.name} on {result.held_out_frames} held-out frames "
+          f"({agreement.cells} cells; {result.calibration_frames} frames calibrated):")
+    for candidate in result.candidates:
+        kept = "  <- kept" if candidate is result.chosen and len(result.candidates) > 1 else ""
+        label = f"reduce_range {'on' if candidate.reduce_range else 'off'}:"
+        print(f"  {label:<18}{candidate.agreement.percent:6.2f}% equal{kept}")
+    print("\n".join(agreement.table(model.classes.names)))
+    if result.installed is None:
+        raise SegnetError(
+            f"INT8 agrees with FP32 on {agreement.percent:.2f}% of the held-out cells, below --min-agreement "
+            f"{args.min_agreement:g}; nothing installed. Calibrate on more frames like the robot's camera sees, "
+            "or pass --force to install it anyway")
+    forced = "" if result.passed else f" (below --min-agreement {args.min_agreement:g}: --force)"
+    print(f"installed{forced}: {result.installed}")
+    if args.target == "tensorrt":
+        print("use it with --backend tensorrt --precision int8 (segnet-ros segment, build-engine) or "
+              "backend:=tensorrt precision:=int8 (segnet_node)")
+    else:
+        print("use it with --precision int8 (segnet-ros segment) or precision:=int8 (segnet_node)")
+    return 0
