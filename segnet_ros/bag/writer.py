@@ -10,7 +10,6 @@ metadata.yaml holds message times and counts only, so the same messages give the
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import tempfile
@@ -18,34 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..memory import keep_large_blocks_in_heap
 from .typestore import IMAGE, LABEL_INFO, STRING, UINT32_ARRAY, BagError, typestore
 
 ROSBAG2_VERSION = 9  # the newest rosbags writes (Jazzy's); it carries the RIHS01 type hashes
 COMPRESSIONS = ("none", "zstd")
 SINGLE_FILE_SUFFIX = ".mcap"
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-_heap_kept = False
-
-
-def keep_heap_pages() -> None:
-    """Let glibc serve and keep multi-MB blocks in the heap instead of fresh mmaps.
-
-    Every message costs rosbags a few buffers of its size (the CDR bytes, the record, the chunk). By
-    default glibc maps each such block anew and unmaps it when freed, so every byte written first
-    costs a page fault: measured 1584 faults and 5.1 ms per 640x480 frame of outputs, against 6 faults
-    and 0.96 ms with the thresholds below (the bag tool is a batch process: keeping up to 128 MB of
-    freed memory for reuse is cheap). Process-wide, once; a no-op where the C library has no mallopt.
-    """
-    global _heap_kept
-    if _heap_kept:
-        return
-    _heap_kept = True
-    with contextlib.suppress(Exception):
-        mallopt = ctypes.CDLL(None).mallopt
-        mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        mallopt(_M_TRIM_THRESHOLD, 128 << 20)
 
 
 def _qos(latched: bool):
@@ -89,7 +66,7 @@ class BagWriter:
         from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
         check_output(self.output, self.overwrite)
-        keep_heap_pages()
+        keep_large_blocks_in_heap()  # the bag tool is a batch process: see segnet_ros/memory.py
         parent = self.output.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,11 @@ def _run(node_class: str, argv: list[str] | None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     rclpy = None
     try:
+        from ..memory import keep_large_blocks_in_heap
         from ..threads import reserve_cores_for_inference
 
         reserve_cores_for_inference()
+        keep_large_blocks_in_heap()  # every frame in and out is MBs: no page fault per byte
         import rclpy
         from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
