@@ -13,13 +13,12 @@ Run: ``python benchmarks/bag_benchmark.py [--frames 60] [--width 640 --height 48
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from segnet_ros.backends.cpu import cpu_info
 from segnet_ros.threads import reserve_cores_for_inference
 
 reserve_cores_for_inference()  # as in the CLI: one thread each for OpenBLAS and OpenCV
@@ -40,15 +39,6 @@ from segnet_ros.core.segnet import SegNet  # noqa: E402
 from segnet_ros.selection import select_model  # noqa: E402
 
 TOPIC = "/camera/image_raw"
-
-
-def cpu() -> str:
-    try:
-        flags = set(re.findall(r"\b(avx512_vnni|avx512_bf16|amx_bf16|avx2)\b", Path("/proc/cpuinfo").read_text()))
-        name = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    except OSError:
-        return "unknown CPU"
-    return f"{name.group(1) if name else 'CPU'} ({' '.join(sorted(flags)) or 'no AVX2'}), {os.cpu_count()} cores"
 
 
 def frames(count: int, width: int, height: int) -> list[np.ndarray]:
@@ -135,7 +125,7 @@ def main() -> None:
     bare_median, bag_median = statistics.median(bare_fps), statistics.median(bag_fps)
     ratios = [b / a for a, b in zip(bare_fps, bag_fps, strict=True)]
     kind = "JPEG CompressedImage" if args.compressed else "raw rgb8 Image"
-    print(f"CPU: {cpu()}")
+    print(f"CPU: {cpu_info().describe()}")
     print(f"model: {model.name} ({model.input_width}x{model.input_height}, {model.num_classes} classes) on "
           f"{backend.describe()}")
     print(f"bag: {args.frames} frames of {args.width}x{args.height} {kind}, {size_mb:.1f} MB; every output written")

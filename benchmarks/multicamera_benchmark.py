@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segnet_ros.backends.cpu import cpu_info
 from segnet_ros.demo.harness import NodeProcess, Probe, private_ros_environment, stamp_of
 
 CAMERAS = ("a", "b", "c")
@@ -27,14 +28,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_flags() -> str:
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
-    return f"{model}; " + " ".join(sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx512_bf16",
-                                                                   "amx_bf16"}))
 
 
 def bare_batching(model_spec: str, threads: int, repeat: int = 20) -> tuple[float, float]:
@@ -134,7 +127,7 @@ def main() -> None:
     finally:
         probe.close()
         rclpy.try_shutdown()
-    print(f"CPU: {cpu_flags()}")
+    print(f"CPU: {cpu_info().describe()}")
     print(f"model {args.model} on onnxruntime (cpu); 3 cameras at 1280x720 bgr8, {args.rate:g} Hz each; "
           f"every class_mask subscribed; {args.seconds:g} s measured per configuration")
     print(f"{'configuration':22} {'total fps':>9} {'per camera fps':>20} {'spread':>7} {'median':>8} {'p95':>8} "

@@ -35,12 +35,12 @@ from transport_benchmark import (  # noqa: E402
     DEFAULT,
     SHM_PROFILE,
     TRANSPORT_VARIABLES,
-    cpu_name,
     measure,
     percentile,
 )
 
 from segnet_ros.backends import BackendOptions, create_backend  # noqa: E402
+from segnet_ros.backends.cpu import cpu_info  # noqa: E402
 from segnet_ros.core.model import load_model  # noqa: E402
 from segnet_ros.core.segnet import SegNet  # noqa: E402
 from segnet_ros.demo.harness import Session, private_ros_environment, stamp_of  # noqa: E402
@@ -246,7 +246,7 @@ def main() -> None:
 
     print(f"model {args.model} on {work.backend}; camera {args.width}x{args.height} bgr8 at {args.rate:g} Hz; "
           f"transport {args.transport}; discovery {os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE')}")
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {cpu_info().describe()}")
     print("in-process work per frame (this process, no ROS; median):")
     print(f"  decode {work.decode:.2f} ms, pre-process + argmax {work.preprocess:.2f} ms "
           f"(CPU {work.preprocess_cpu:.2f}), inference {work.inference:.1f} ms "

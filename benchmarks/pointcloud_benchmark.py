@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
+from segnet_ros.backends.cpu import cpu_info
 from segnet_ros.core.pointcloud import CLOUD_DTYPE, CloudBuilder, Intrinsics
 
 
@@ -32,8 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    flags = set(Path("/proc/cpuinfo").read_text().split()) & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}
-    print(f"CPU flags: {' '.join(sorted(flags)) or 'none of avx2/avx512'}; median of {args.repeat} runs")
+    print(f"CPU: {cpu_info().describe()}; median of {args.repeat} runs")
     rng = np.random.default_rng(0)
     for width, height in ((640, 480), (1280, 720)):
         intrinsics = Intrinsics(600.0, 600.0, (width - 1) / 2, (height - 1) / 2, width, height)

@@ -11,26 +11,15 @@ Run: ``python benchmarks/qos_benchmark.py [--depths 1 2 5 10] [--seconds S]``.
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from pathlib import Path
 
+from segnet_ros.backends.cpu import cpu_info
 from segnet_ros.demo.harness import Probe, Session, stamp_of
 
 TOPICS = ("class_mask", "confidence", "overlay")
 WIDTH, HEIGHT = 640, 480
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
-    flags = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
-    wanted = sorted({f for f in (flags.group(1).split() if flags else []) if re.match(r"avx2|avx512", f)})
-    return f"{model.group(1) if model else 'cpu'}: {' '.join(wanted) or 'no avx2/avx512'}"
 
 
 def diagnostics_processed(probe: Probe) -> list[tuple[float, int]]:
@@ -101,7 +90,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-    print(f"cpu flags: {cpu_flags()}")
+    print(f"CPU: {cpu_info().describe()}")
     print(f"model {args.model} on onnxruntime cpu; camera {WIDTH}x{HEIGHT} bgr8 at {args.rate:g} Hz; "
           f"output reliable, subscribers reliable/best-effort depth 50; window {args.seconds:g} s")
     logs = Path(tempfile.mkdtemp(prefix="segnet_qos_benchmark_"))

@@ -14,10 +14,9 @@ Run: ``make benchmark`` or ``python benchmarks/render_benchmark.py [--repeat N]`
 from __future__ import annotations
 
 import argparse
-import re
 import time
-from pathlib import Path
 
+from segnet_ros.backends.cpu import cpu_info
 from segnet_ros.threads import reserve_cores_for_inference
 
 reserve_cores_for_inference()  # as in the node and the CLI: one thread each for OpenBLAS and OpenCV
@@ -37,16 +36,6 @@ GRIDS = 8  # distinct random grids, taken in turn: every round renders a new one
 TARGETS = {(1280, 720): 4.3, (1920, 1080): 2.6}  # speed-up over the idiomatic way, issue 16
 COPY_TARGET = 3.0  # at 1920x1080, one frame at most this many times one copy of its output bytes
 STAGES = ("preprocess", "class mask", "confidence", "colour mask", "overlay", "histogram")
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    flags = sorted(set(re.findall(r"\b(avx512_vnni|avx512_bf16|amx_bf16|avx2)\b", text)))
-    return f"{model.group(1).strip() if model else 'unknown CPU'} ({' '.join(flags) or 'no AVX2'})"
 
 
 class Scene:
@@ -213,7 +202,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=40, help="rounds per measurement")
     args = parser.parse_args()
     repeat = max(1, args.repeat)
-    print(f"{cpu_flags()}; OpenCV {cv2.__version__}, numpy {np.__version__}, one thread; "
+    print(f"{cpu_info().describe()}; OpenCV {cv2.__version__}, numpy {np.__version__}, one thread; "
           f"medians of {repeat} rounds, contenders taking turns")
     rng = np.random.default_rng(0)
     for width, height in SIZES:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import struct
 import subprocess
@@ -25,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segnet_ros.backends.cpu import cpu_info
 from segnet_ros.transport import TRANSPORT_VARIABLES, profile_environment, profile_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,17 +89,6 @@ def apply_discovery_range(discovery_range: str) -> None:
             raise RuntimeError("subnet discovery runs only inside run_in_private_network")
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
         os.environ.pop("ROS_LOCALHOST_ONLY", None)
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    model = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
-    flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
-    wanted = sorted(flags & {"avx2", "avx512_vnni", "avx512_bf16", "amx_bf16"})
-    return f"{model.group(1).strip() if model else 'cpu'} ({os.cpu_count()} cores; {' '.join(wanted) or '-'})"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -305,7 +294,7 @@ def main() -> None:
     print(f"{args.width}x{args.height} {args.encoding} at {args.rate:g} Hz, reliable depth 1, "
           f"{'serialized bytes' if args.raw else 'rclpy messages'} received, "
           f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', '-')}, "
-          f"{args.messages} messages per case after {args.warmup}; CPU: {cpu_name()}")
+          f"{args.messages} messages per case after {args.warmup}; CPU: {cpu_info().describe()}")
     print(HEADER)
     for name in names:
         if CASES[name] == (CYCLONE, CYCLONE) and not cyclone_installed():

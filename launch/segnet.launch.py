@@ -22,6 +22,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from segnet_ros.transport import launch_environment
+
 # launch argument -> node topic it is remapped onto
 TOPIC_ARGUMENTS = {"image": "image", "compressed_image": "image/compressed", "camera_info": "camera_info"}
 # with cameras: launch argument -> each camera's topic, remapped from the argument's {camera} pattern
@@ -66,15 +68,6 @@ def file_cameras(paths: list[str]) -> list[str]:
     return cameras
 
 
-def transport_environment(text: str, share: str) -> dict:
-    """The node's process only (other nodes of the user's launch are untouched); nothing where the user
-    already set a Fast DDS profile variable. See README "Transport"."""
-    from segnet_ros.transport import PROFILE_NAME, profile_environment
-
-    if not text:
-        return {}
-    return profile_environment(f"{share}/config/{PROFILE_NAME}" if text == "default" else text)
-
 
 def _nodes(context):
     def value(name: str) -> str:
@@ -101,7 +94,7 @@ def _nodes(context):
         namespace=value("namespace"),
         parameters=parameters,
         remappings=remappings,
-        additional_env=transport_environment(value("transport_profile"), share),
+        additional_env=launch_environment(value("transport_profile"), share),  # README "Transport"
         output="screen",
         emulate_tty=True,
     )]

@@ -20,6 +20,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from segnet_ros.transport import launch_environment
+
 # launch argument -> node topic it is remapped onto
 TOPIC_ARGUMENTS = {
     "image": "image",
@@ -60,15 +62,6 @@ def _flag(text: str, name: str) -> bool:
     return text.lower() == "true"
 
 
-def transport_environment(text: str, share: str) -> dict:
-    """The node's process only (other nodes of the user's launch are untouched); nothing where the user
-    already set a Fast DDS profile variable. See README "Transport"."""
-    from segnet_ros.transport import PROFILE_NAME, profile_environment
-
-    if not text:
-        return {}
-    return profile_environment(f"{share}/config/{PROFILE_NAME}" if text == "default" else text)
-
 
 def _nodes(context):
     def value(name: str) -> str:
@@ -90,7 +83,7 @@ def _nodes(context):
         namespace=value("namespace"),
         parameters=parameters,
         remappings=[(topic, value(argument)) for argument, topic in TOPIC_ARGUMENTS.items()],
-        additional_env=transport_environment(value("transport_profile"), share),
+        additional_env=launch_environment(value("transport_profile"), share),  # README "Transport"
         output="screen",
         emulate_tty=True,
     )]

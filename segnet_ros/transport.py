@@ -53,3 +53,12 @@ def profile_environment(path: Path | str | None = None, environ: Mapping[str, st
     if path is None:
         return {}
     return {PROFILE_VARIABLES[0] if fast_dds_major() >= 3 else PROFILE_VARIABLES[1]: str(path)}
+
+
+def launch_environment(choice: str, share: str) -> dict[str, str]:
+    """What the launch files' ``transport_profile`` argument gives the node's process: "" nothing,
+    ``default`` the package's profile under ``share``, else that file; nothing either way where the user
+    already set a Fast DDS profile variable. Only the node's process: other nodes of a launch are untouched."""
+    if not choice:
+        return {}
+    return profile_environment(f"{share}/config/{PROFILE_NAME}" if choice == "default" else choice)

@@ -84,6 +84,16 @@ def block_image(grid: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 # -- the reference formulas, literally ------------------------------------------------------
+def noisy_blocks(rng: np.random.Generator, count: int, width: int = 256, height: int = 128) -> list[np.ndarray]:
+    """RGB frames of palette blocks (an 8x4 grid) with pixel noise: the oracle's answer is grid_of, cell by cell."""
+    frames = []
+    for _ in range(count):
+        image = block_image(rng.integers(0, 8, (4, 8)), width, height).astype(np.int16)
+        image += rng.integers(-25, 26, image.shape, dtype=np.int16)
+        frames.append(np.clip(image, 0, 255).astype(np.uint8))
+    return frames
+
+
 def f32(value) -> np.float32:
     return np.float32(value)
 

@@ -21,7 +21,7 @@ from segnet_ros.core.model import ModelFiles, load_model
 from segnet_ros.core.preprocess import Preprocessor
 from segnet_ros.core.refnet import write_reference_model
 
-from oracle import block_image, grid_of
+from oracle import grid_of, noisy_blocks
 
 pytest.importorskip("openvino")  # FLOOR_SKIP: the floor has no openvino; everywhere else it is installed
 
@@ -38,14 +38,6 @@ def reference(tmp_path_factory):
     return load_model(write_reference_model(tmp_path_factory.mktemp("ref"), W, H, 21))
 
 
-def block_frames(rng, count: int) -> list[np.ndarray]:
-    """Palette-block RGB frames with pixel noise; the oracle's answer is grid_of, cell by cell."""
-    frames = []
-    for _ in range(count):
-        image = block_image(rng.integers(0, 8, (4, 8)), W, H).astype(np.int16)
-        image += rng.integers(-25, 26, image.shape, dtype=np.int16)
-        frames.append(np.clip(image, 0, 255).astype(np.uint8))
-    return frames
 
 
 def test_oracle_class_grids_are_identical_to_onnx_runtime_and_exact(oracle_model, rng):
@@ -53,7 +45,7 @@ def test_oracle_class_grids_are_identical_to_onnx_runtime_and_exact(oracle_model
     ort = create_backend("onnxruntime", oracle_model, BackendOptions(device="cpu", precision="fp32"))
     assert (openvino.name, openvino.device, openvino.precision) == ("openvino", "cpu", "fp32")
     preprocessor = Preprocessor(W, H)
-    for image in block_frames(rng, 8):
+    for image in noisy_blocks(rng, 8):
         tensor = preprocessor(image).copy()
         grid = classify(openvino.run(tensor))[0]
         np.testing.assert_array_equal(grid, classify(ort.run(tensor))[0])
@@ -74,7 +66,7 @@ def test_reference_network_fp32_logits_match_onnx_runtime(reference, rng):
 
 def test_a_batch_gives_what_single_frames_give(oracle_model, reference, rng):
     preprocessor = Preprocessor(W, H)
-    tensor = np.concatenate([preprocessor(image).copy() for image in block_frames(rng, 3)])
+    tensor = np.concatenate([preprocessor(image).copy() for image in noisy_blocks(rng, 3)])
     single = create_backend("openvino", oracle_model, BackendOptions(precision="fp32"))
     batched = create_backend("openvino", oracle_model, BackendOptions(precision="fp32", max_batch=3))
     assert batched.max_batch == 3 and single.max_batch == 1
@@ -123,7 +115,7 @@ def test_bf16_runs_where_the_cpu_has_it(oracle_model, rng, caplog):
     backend = OpenVinoBackend(oracle_model, BackendOptions(precision="bf16"))
     assert (backend.precision, backend.describe()) == ("bf16", "openvino (cpu, bf16)")
     assert str(backend._compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'bfloat16'>"
-    for image in block_frames(rng, 4):
+    for image in noisy_blocks(rng, 4):
         np.testing.assert_array_equal(classify(backend.run(Preprocessor(W, H)(image)))[0], grid_of(image, 8, 4))
 
 
@@ -142,12 +134,12 @@ def test_int8_runs_the_installed_qdq_model_and_keeps_the_oracle_grid(oracle_mode
     from segnet_ros.backends.qdq import find_qdq_model
     from segnet_ros.quantize import QuantizeSettings, prepare_frames, quantize_model
 
-    frames = prepare_frames([(image, "rgb8") for image in block_frames(rng, 10)], W, H)
+    frames = prepare_frames([(image, "rgb8") for image in noisy_blocks(rng, 10)], W, H)
     assert quantize_model(oracle_model, frames, QuantizeSettings(), cpu_facts.cpu_info()).passed
     backend = create_backend("openvino", oracle_model, BackendOptions(precision="int8"))
     assert backend.precision == "int8" and backend.model_path == find_qdq_model(oracle_model.files.onnx)
     ort = create_backend("onnxruntime", oracle_model, BackendOptions(device="cpu", precision="int8"))
-    for image in block_frames(rng, 8):
+    for image in noisy_blocks(rng, 8):
         tensor = Preprocessor(W, H)(image).copy()
         grid = classify(backend.run(tensor))[0]
         np.testing.assert_array_equal(grid, grid_of(image, 8, 4))

@@ -23,7 +23,7 @@ from segnet_ros.quantize import QuantizeSettings, compare, prepare_frames, quant
 from segnet_ros.quantize import quantizer as quantizer_module
 from segnet_ros.quantize.calibration import held_out_indices
 
-from oracle import block_image, grid_of
+from oracle import grid_of, noisy_blocks
 
 AVX2 = CpuInfo("test AVX2 CPU", frozenset({"avx2", "fma"}), 2)
 VNNI = CpuInfo("test VNNI CPU", frozenset({"avx2", "fma", "avx512f", "avx512_vnni"}), 2)
@@ -31,14 +31,6 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 W, H = 256, 128  # the oracle's and small_reference's input; grid 8x4
 
 
-def noisy_blocks(rng, count: int) -> list[np.ndarray]:
-    """RGB frames of palette blocks with pixel noise: the oracle's answer is grid_of, cell by cell."""
-    frames = []
-    for _ in range(count):
-        image = block_image(rng.integers(0, 8, (4, 8)), W, H).astype(np.int16)
-        image += rng.integers(-25, 26, image.shape, dtype=np.int16)
-        frames.append(np.clip(image, 0, 255).astype(np.uint8))
-    return frames
 
 
 def quantized_types(path) -> tuple[set[str], set[tuple[str, int]]]:

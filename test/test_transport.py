@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -46,17 +45,15 @@ def test_fast_dds_major_reads_the_installed_library(tmp_path, monkeypatch):
 def test_launch_files_give_the_profile_to_the_node_only(monkeypatch):
     for variable in transport.PROFILE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    choose = transport.launch_environment
+    assert choose("", "/share") == {}
+    [(variable, path)] = choose("default", "/opt/ros/share/segnet_ros").items()
+    assert variable in transport.PROFILE_VARIABLES
+    assert path == f"/opt/ros/share/segnet_ros/config/{transport.PROFILE_NAME}"
+    assert list(choose("/mine.xml", "/share").values()) == ["/mine.xml"]
+    monkeypatch.setenv(transport.PROFILE_VARIABLES[0], "/users.xml")
+    assert choose("default", "/share") == {}  # the user's own profile wins
     for name in ("segnet.launch.py", "segnet_nav2.launch.py"):
         source = (ROOT / "launch" / name).read_text()
-        tree = ast.parse(source)
-        function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "transport_environment")
-        namespace: dict = {}
-        exec(compile(ast.Module([function], type_ignores=[]), name, "exec"), namespace)
-        choose = namespace["transport_environment"]
-        assert choose("", "/share") == {}
-        [(variable, path)] = choose("default", "/opt/ros/share/segnet_ros").items()
-        assert variable in transport.PROFILE_VARIABLES
-        assert path == f"/opt/ros/share/segnet_ros/config/{transport.PROFILE_NAME}"
-        assert list(choose("/mine.xml", "/share").values()) == ["/mine.xml"]
-        assert "additional_env=transport_environment(" in source and "SetEnvironmentVariable" not in source
+        assert "additional_env=launch_environment(" in source and "SetEnvironmentVariable" not in source
         assert "LARGE_DATA" not in source

@@ -319,10 +319,10 @@ class BagPipeline:
         width, height = size = self._mask_size(seg)
         mask_shape, image_shape = (height, width), (seg.input_size[1], seg.input_size[0], 3)
         counts = seg.histogram(size)
-        pictures = {}
-        if "color_mask" in outputs and "overlay" in outputs:  # one pass draws both (identical pictures)
-            pictures["color_mask"], pictures["overlay"] = seg.color_mask_and_overlay(
-                None, self._buffer(plan, "color_mask", image_shape), self._buffer(plan, "overlay", image_shape))
+        want_colors, want_overlay = "color_mask" in outputs, "overlay" in outputs
+        colors, overlay = seg.pictures(self._buffer(plan, "color_mask", image_shape) if want_colors else None,
+                                       self._buffer(plan, "overlay", image_shape) if want_overlay else None,
+                                       want_colors, want_overlay)
         for name in FRAME_ORDER:
             if name not in outputs:
                 continue
@@ -333,14 +333,8 @@ class BagPipeline:
             elif name == "class_histogram":
                 data = self.messages.histogram(counts)
             elif name == "color_mask":
-                picture = pictures.get(name)
-                if picture is None:
-                    picture = seg.color_mask(None, self._buffer(plan, name, image_shape))
-                data = self.messages.image(header, picture, "rgb8")
+                data = self.messages.image(header, colors, "rgb8")
             else:
-                picture = pictures.get(name)
-                if picture is None:
-                    picture = seg.overlay(None, self._buffer(plan, name, image_shape))
-                data = self.messages.image(header, picture, "bgr8" if seg.encoding.bgr else "rgb8")
+                data = self.messages.image(header, overlay, seg.overlay_encoding)
             self._emit(self._out[plan.namespace, name], timestamp, data)
         return counts.astype(np.int64)

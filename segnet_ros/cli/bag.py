@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from .common import (
     backend_from_args,
     int_in_range,
     load_from_args,
+    number_in_range,
     segnet_settings,
 )
 from .media import DEFAULT_FPS, VIDEO_EXTENSIONS, Sink, Source
@@ -46,15 +46,6 @@ def _mask_size(text: str) -> str | tuple[int, int]:
                                             if value == "depth" else ""))
     return value
 
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got '{text}'")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -85,8 +76,9 @@ def add_parser(subparsers) -> None:
                        help="MCAP chunk compression (default none)")
     group.add_argument("--mask-size", "--mask_size", dest="mask_size", type=_mask_size, default="input",
                        help="class_mask/confidence size: input (default), grid or WxH")
-    group.add_argument("--label-threshold", "--label_threshold", dest="label_threshold", type=_threshold,
-                       default=0.5, help="threshold written in label_info (default 0.5)")
+    group.add_argument("--label-threshold", "--label_threshold", dest="label_threshold",
+                       type=number_in_range(0.0, 1.0, "a number in 0..1"), default=0.5,
+                       help="threshold written in label_info (default 0.5)")
     group.add_argument("--max-input-pixels", "--max_input_pixels", dest="max_input_pixels",
                        type=int_in_range(1, "a positive number of pixels"), default=MAX_INPUT_PIXELS,
                        help=f"frames larger than this are skipped as bad (default {MAX_INPUT_PIXELS})")

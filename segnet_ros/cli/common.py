@@ -37,6 +37,22 @@ def int_in_range(minimum: int, what: str, maximum: int = INT32_MAX) -> Callable[
     return parse
 
 
+def number_in_range(minimum: float, maximum: float, what: str, open_low: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number in ``minimum..maximum`` (above ``minimum`` when ``open_low``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        low_ok = value > minimum if open_low else value >= minimum
+        if not (low_ok and value <= maximum):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    return parse
+
+
 def seconds(maximum: float) -> Callable[[str], float]:
     """An argparse type: a finite number of seconds above 0 and at most ``maximum`` (a socket timeout
     of 0 means non-blocking, and -1, nan or inf fail deep in the socket layer)."""

@@ -19,26 +19,12 @@ import numpy as np
 from ..backends.qdq import TARGETS
 from ..core.errors import FrameError, SegnetError
 from ..core.preprocess import RESIZE_METHODS
-from .common import add_model_file_arguments, int_in_range, load_from_args
+from .common import add_model_file_arguments, int_in_range, load_from_args, number_in_range
 
 DEFAULT_MAX_FRAMES = 100
 BAG_SUFFIXES = (".mcap", ".db3")
 
 
-def _number(minimum: float, maximum: float, what: str, open_low: bool = False):
-    """An argparse type: a number in ``minimum..maximum`` (above ``minimum`` when ``open_low``)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        low_ok = value > minimum if open_low else value >= minimum
-        if not (low_ok and value <= maximum):  # also refuses nan
-            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
-        return value
-
-    return parse
 
 
 def add_parser(subparsers) -> None:
@@ -58,13 +44,13 @@ def add_parser(subparsers) -> None:
                        help=f"use at most this many frames, spread evenly over the inputs "
                             f"(default {DEFAULT_MAX_FRAMES})")
     group.add_argument("--held-out", "--held_out", dest="held_out", default=0.2,
-                       type=_number(0.0, 0.9, "a fraction above 0 and at most 0.9", open_low=True),
+                       type=number_in_range(0.0, 0.9, "a fraction above 0 and at most 0.9", open_low=True),
                        help="share of the frames kept out of calibration to measure agreement (default 0.2)")
     group.add_argument("--reduce-range", "--reduce_range", dest="reduce_range", choices=("auto", "on", "off"),
                        default="auto",
                        help="7-bit weights; auto tries both on CPUs without VNNI and keeps the better (default auto)")
     group.add_argument("--min-agreement", "--min_agreement", dest="min_agreement", default=98.0,
-                       type=_number(0.0, 100.0, "a percentage 0..100"),
+                       type=number_in_range(0.0, 100.0, "a percentage 0..100"),
                        help="install only if INT8 and FP32 agree on at least this %% of held-out cells (default 98)")
     group.add_argument("--force", action="store_true", help="install even below --min-agreement")
     group.add_argument("--target", choices=TARGETS, default="cpu",

@@ -111,13 +111,21 @@ class Segmentation:
         return self._net.renderer.overlay(
             self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode, out)
 
+    def pictures(self, color_out: np.ndarray | None = None, overlay_out: np.ndarray | None = None,
+                 color: bool = True, overlay: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The colour mask and/or the overlay at the input size (None for one not asked for); both from one
+        computation of the colours when both are asked for (the same pictures as the separate calls)."""
+        if color and overlay:
+            return self._net.renderer.color_mask_and_overlay(
+                self.grid, self.colors, self.frame, self.encoding, *self.input_size, self.settings.filter_mode,
+                color_out, overlay_out)
+        return (self.color_mask(None, color_out) if color else None,
+                self.overlay(None, overlay_out) if overlay else None)
 
-    def color_mask_and_overlay(self, size: Size | None = None, color_out: np.ndarray | None = None,
-                               overlay_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`color_mask` and :meth:`overlay` from one computation of the colours (identical pictures)."""
-        return self._net.renderer.color_mask_and_overlay(
-            self.grid, self.colors, self.frame, self.encoding, *self._size(size), self.settings.filter_mode,
-            color_out, overlay_out)
+    @property
+    def overlay_encoding(self) -> str:
+        """The overlay's channel order as a ROS encoding: the input's for BGR inputs, else RGB."""
+        return "bgr8" if self.encoding.bgr else "rgb8"
 
 
 class SegNet:

@@ -193,7 +193,8 @@ class CameraPipeline:
         self.stats.rejected()
         self.node.get_logger().warn(text, throttle_duration_sec=THROTTLE_S)
 
-    def _failed(self, exc: Exception) -> None:
+    def failed(self, exc: Exception) -> None:
+        """A stage (or the shared inference call) failed on this camera's frame: counted, logged, survived."""
         if isinstance(exc, FrameError):
             self._bad(f"bad frame skipped: {exc}")
             return
@@ -210,7 +211,7 @@ class CameraPipeline:
             try:
                 stage(*item)
             except Exception as exc:  # keep serving: one broken frame must not stop the robot's perception
-                self._failed(exc)
+                self.failed(exc)
 
     def _wanted(self) -> dict[str, bool]:
         wanted = {name: pub.get_subscription_count() > 0 for name, pub in self._pubs.items()}
@@ -231,7 +232,7 @@ class CameraPipeline:
         try:
             frame, encoding = self._decode(msg)
         except FrameError as exc:
-            self._failed(exc)
+            self.failed(exc)
             return None
         return Job(msg.header, frame, encoding, wanted, received_at, (time.thread_time() - started) * 1e3)
 
@@ -239,10 +240,6 @@ class CameraPipeline:
         """The result of ``job``, from a segmentation call (its batch's) that ran from ``started`` to
         ``finished`` (monotonic seconds)."""
         self._results.put((job, segmentation, started, finished))
-
-    def failed(self, exc: Exception) -> None:
-        """The inference call for this camera's frame raised ``exc``."""
-        self._failed(exc)
 
     def _paired_depth(self, header: Header) -> DepthFrame | None:
         if self._depth is None:
@@ -292,18 +289,14 @@ class CameraPipeline:
             msg.layout.dim = [MultiArrayDimension(label="class", size=len(counts), stride=len(counts))]
             msg.data = counts.astype("uint32").tolist()
             self._pubs["class_histogram"].publish(msg)
-        overlay_encoding = "bgr8" if seg.encoding.bgr else "rgb8"
-        if wanted["color_mask"] and wanted["overlay"]:  # one pass draws both
-            seg.color_mask_and_overlay(None, buffers.pixels("color_mask", image_shape),
-                                       buffers.pixels("overlay", image_shape))
+        if wanted["color_mask"] or wanted["overlay"]:
+            seg.pictures(buffers.pixels("color_mask", image_shape) if wanted["color_mask"] else None,
+                         buffers.pixels("overlay", image_shape) if wanted["overlay"] else None,
+                         wanted["color_mask"], wanted["overlay"])
+        if wanted["color_mask"]:
             self._pubs["color_mask"].publish(buffers.image("color_mask", header, image_shape, "rgb8"))
-            self._pubs["overlay"].publish(buffers.image("overlay", header, image_shape, overlay_encoding))
-        elif wanted["color_mask"]:
-            self._pubs["color_mask"].publish(buffers.image(
-                "color_mask", header, image_shape, "rgb8", lambda out: seg.color_mask(None, out)))
-        elif wanted["overlay"]:
-            self._pubs["overlay"].publish(buffers.image(
-                "overlay", header, image_shape, overlay_encoding, lambda out: seg.overlay(None, out)))
+        if wanted["overlay"]:
+            self._pubs["overlay"].publish(buffers.image("overlay", header, image_shape, seg.overlay_encoding))
         if wanted.get("camera_info_mask"):
             self._pubs["camera_info_mask"].publish(scale_camera_info(self._camera_info, header, width, height))
         timings = seg.timings
@@ -326,19 +319,14 @@ class CameraPipeline:
         if wanted.get("class_mask/compressed"):
             mask = seg.class_mask(mask_size, buffers.pixels("class_mask", (height, width)))
             self._pubs["class_mask/compressed"].publish(array_to_compressed(header, mask, "mono8", None))
-        colors = overlay = None
-        if wanted.get("color_mask/compressed") and wanted.get("overlay/compressed"):
-            colors, overlay = seg.color_mask_and_overlay(None, buffers.pixels("color_mask", image_shape),
-                                                         buffers.pixels("overlay", image_shape))
-        if wanted.get("color_mask/compressed"):
-            if colors is None:
-                colors = seg.color_mask(None, buffers.pixels("color_mask", image_shape))
+        color, overlay = wanted.get("color_mask/compressed", False), wanted.get("overlay/compressed", False)
+        colors, blended = seg.pictures(buffers.pixels("color_mask", image_shape) if color else None,
+                                       buffers.pixels("overlay", image_shape) if overlay else None, color, overlay)
+        if color:
             self._pubs["color_mask/compressed"].publish(array_to_compressed(header, colors, "rgb8", quality))
-        if wanted.get("overlay/compressed"):
-            if overlay is None:
-                overlay = seg.overlay(None, buffers.pixels("overlay", image_shape))
-            self._pubs["overlay/compressed"].publish(array_to_compressed(
-                header, overlay, "bgr8" if seg.encoding.bgr else "rgb8", quality))
+        if overlay:
+            self._pubs["overlay/compressed"].publish(array_to_compressed(header, blended, seg.overlay_encoding,
+                                                                         quality))
         self.stats.compressed()
 
     def _points(self, header: Header, depth: DepthFrame, labels, confidence) -> PointCloud2 | None:

@@ -80,11 +80,14 @@ class Snapshot:
     skipped: int
     latency_ms: float
     latency_max_ms: float
-    inference_ms: float
     clouds: int = 0
     missed_depth: int = 0
     compressed: int = 0
     stages: Stages = Stages()  # mean over the window
+
+    @property
+    def inference_ms(self) -> float:
+        return self.stages.inference
 
 
 class PipelineStats:
@@ -159,5 +162,5 @@ class PipelineStats:
             received=received, processed=processed, dropped=dropped, bad=bad, skipped=skipped,
             latency_ms=1e3 * sum(latencies) / len(latencies) if latencies else 0.0,
             latency_max_ms=1e3 * max(latencies) if latencies else 0.0,
-            inference_ms=means.inference, clouds=clouds, missed_depth=missed, compressed=encoded, stages=means,
+            clouds=clouds, missed_depth=missed, compressed=encoded, stages=means,
         )
