@@ -351,10 +351,12 @@ def test_stopping_during_start_up_is_quiet(tmp_path, signum, delay):
 
     heavy = write_reference_model(tmp_path / "ref1024", 1024, 512, 21)  # a session that takes a while
     node = NodeProcess(tmp_path / "early.log", {"model": str(heavy.onnx), "backend": "onnxruntime"})
-    time.sleep(delay)
-    node.process.send_signal(signum)
-    assert node.process.wait(timeout=30) == 0, node.log()
-    node.stop()
+    try:
+        time.sleep(delay)
+        node.process.send_signal(signum)
+        assert node.process.wait(timeout=30) == 0, node.log()
+    finally:
+        node.stop()  # a node that did not stop is killed: it must not serve the next tests' topics
     assert "Traceback" not in node.log() and "ERROR" not in node.log(), node.log()
 
 
