@@ -1,9 +1,11 @@
 """``segnet-ros bag``'s throughput against the bare backend's, same model, same frames, same run.
 
 A bag of N camera frames (raw rgb8, or JPEG with --compressed) is written to a temporary folder.
-"bare backend" is ``backend.run`` alone on those frames' prepared tensors: the most any pipeline
-could reach. "bag pipeline" is the whole tool minus start-up: read, decode, pre-process, infer,
-classify, render every output, serialise and write the MCAP bag. The two are measured alternately
+"bare backend" is ``backend.run`` alone on those frames' prepared tensors, one call at a time with
+the runtime's own thread count: the most a plain loop reaches. "bag pipeline" is the whole tool minus
+start-up, as ``segnet-ros bag`` sets it up (``--workers``: on the CPU, one single-threaded ONNX
+Runtime call per core): read, decode, pre-process, infer, classify, render every output, serialise
+and write the MCAP bag. The two are measured alternately
 ``--repeat`` times; each pair's ratio is taken (so a busy moment on a shared machine hits both
 sides of a pair alike) and the median ratio reported. Target: bag / bare >= 0.9.
 
@@ -27,11 +29,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from segnet_ros.backends import BackendOptions, create_backend  # noqa: E402
+from segnet_ros.backends.base import threads_per_caller, usable_cores  # noqa: E402
 from segnet_ros.bag.pipeline import BagPipeline, BagSettings  # noqa: E402
 from segnet_ros.bag.reader import BagReader  # noqa: E402
 from segnet_ros.bag.topics import plan_topics  # noqa: E402
 from segnet_ros.bag.typestore import typestore  # noqa: E402
 from segnet_ros.bag.writer import BagWriter, Messages  # noqa: E402
+from segnet_ros.cli.bag import AUTO_WORKERS  # noqa: E402
 from segnet_ros.core.frames import encoding  # noqa: E402
 from segnet_ros.core.model import load_model  # noqa: E402
 from segnet_ros.core.preprocess import Preprocessor  # noqa: E402
@@ -81,13 +85,13 @@ def bare(backend, tensors: list[np.ndarray]) -> tuple[float, float]:
     return len(tensors) / (time.perf_counter() - start), (time.process_time() - cpu_start) * 1e3 / len(tensors)
 
 
-def pipeline(net: SegNet, bag: Path, out: Path, count: int) -> tuple[float, float]:
+def pipeline(net: SegNet, bag: Path, out: Path, count: int, workers: int) -> tuple[float, float]:
     """(frames/s, process CPU ms per frame) of the whole bag tool after start-up."""
     start, cpu_start = time.perf_counter(), time.process_time()
     with BagReader(bag) as reader:
         plans, _ = plan_topics(reader, [])
         writer = BagWriter(out, overwrite=True).open()
-        summary = BagPipeline(reader, writer, net, plans, BagSettings()).run()
+        summary = BagPipeline(reader, writer, net, plans, BagSettings(workers=workers)).run()
         writer.finish()
     assert summary.frames == count, summary
     return count / (time.perf_counter() - start), (time.process_time() - cpu_start) * 1e3 / count
@@ -101,12 +105,15 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--compressed", action="store_true", help="JPEG frames (sensor_msgs/CompressedImage)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
+    parser.add_argument("--workers", type=int, default=0, help="the bag tool's inference threads (0: as it chooses)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     model = load_model(select_model(args.model))
     backend = create_backend("onnxruntime", model, BackendOptions(device="cpu", threads=args.threads))
-    net = SegNet(model, backend)
+    workers = args.workers or min(usable_cores(), AUTO_WORKERS)
+    bag_options = BackendOptions(device="cpu", threads=args.threads, callers=workers)
+    net = SegNet(model, create_backend("onnxruntime", model, bag_options))
     images = frames(args.frames, args.width, args.height)
     prepare = Preprocessor(model.input_width, model.input_height, net.settings.resize)
     tensors = [prepare.prepare(image, encoding("rgb8")).copy() for image in images]
@@ -115,11 +122,11 @@ def main() -> None:
         write_bag(bag, images, args.compressed)
         size_mb = sum(p.stat().st_size for p in bag.iterdir()) / 1e6
         bare(backend, tensors[:3])  # warm-up
-        pipeline(net, bag, Path(folder) / "out", args.frames)
+        pipeline(net, bag, Path(folder) / "out", args.frames, workers)
         bare_runs, bag_runs = [], []
         for _ in range(args.repeat):
             bare_runs.append(bare(backend, tensors))
-            bag_runs.append(pipeline(net, bag, Path(folder) / "out", args.frames))
+            bag_runs.append(pipeline(net, bag, Path(folder) / "out", args.frames, workers))
     bare_fps, bare_cpu = [r[0] for r in bare_runs], statistics.median(r[1] for r in bare_runs)
     bag_fps, bag_cpu = [r[0] for r in bag_runs], statistics.median(r[1] for r in bag_runs)
     bare_median, bag_median = statistics.median(bare_fps), statistics.median(bag_fps)
@@ -131,7 +138,9 @@ def main() -> None:
     print(f"bag: {args.frames} frames of {args.width}x{args.height} {kind}, {size_mb:.1f} MB; every output written")
     print(f"bare backend run: {bare_median:.1f} fps ({1e3 / bare_median:.1f} ms/frame; runs "
           f"{', '.join(f'{v:.1f}' for v in bare_fps)})")
-    print(f"bag pipeline:     {bag_median:.1f} fps ({1e3 / bag_median:.1f} ms/frame; runs "
+    print(f"bag pipeline ({workers} inference thread{'s' if workers > 1 else ''} of "
+          f"{threads_per_caller(bag_options) or 'default'} each): {bag_median:.1f} fps "
+          f"({1e3 / bag_median:.1f} ms/frame; runs "
           f"{', '.join(f'{v:.1f}' for v in bag_fps)})")
     print(f"process CPU per frame: bare {bare_cpu:.1f} ms, bag {bag_cpu:.1f} ms "
           f"(+{bag_cpu - bare_cpu:.1f} ms: decode, pre-processing, argmax, rendering, writing)")

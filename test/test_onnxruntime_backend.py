@@ -115,3 +115,34 @@ def test_a_reshape_that_hard_codes_the_batch_is_refused_for_batching(tmp_path, r
     dynamic = _flattening_model(tmp_path / "dynamic.onnx", 0)  # 0 copies the input's batch
     backend = create_backend("onnxruntime", dynamic, BackendOptions(device="cpu", max_batch=2))
     assert backend.run(_frames(rng, 2, 64, 64)).shape == (2, 2, 2, 2)
+
+
+# -- concurrent callers -----------------------------------------------------------------------
+def test_callers_share_the_cores_and_a_thread_count_asked_for_wins(oracle_dir, monkeypatch):
+    from segnet_ros.backends import base
+
+    model = load_model(ModelFiles.in_folder(oracle_dir))
+    monkeypatch.setattr(base, "usable_cores", lambda: 8)
+    cases = ((BackendOptions(device="cpu", callers=2), 4), (BackendOptions(device="cpu", callers=16), 1),
+             (BackendOptions(device="cpu", callers=2, threads=3), 3))
+    for options, threads in cases:
+        assert base.threads_per_caller(options) == threads
+        backend = create_backend("onnxruntime", model, options)
+        assert backend._session.get_session_options().intra_op_num_threads == threads
+        assert backend.concurrent_runs
+    assert base.threads_per_caller(BackendOptions(device="cpu")) == 0  # one caller: the runtime decides
+    with pytest.raises(ValueError, match="callers must be >= 1"):
+        BackendOptions(callers=0)
+
+
+def test_concurrent_calls_give_what_one_call_gives(oracle_dir, rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_model(ModelFiles.in_folder(oracle_dir))
+    backend = create_backend("onnxruntime", model, BackendOptions(device="cpu", callers=3))
+    tensors = [rng.normal(size=model.input_shape).astype(np.float32) for _ in range(12)]
+    alone = [backend.run(t).copy() for t in tensors]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda t: backend.run(t).copy(), tensors))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)

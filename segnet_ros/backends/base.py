@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class BackendOptions:
     dla_core: int = -1  # TensorRT on Jetson: DLA core to use, -1 for the GPU
     force_rebuild: bool = False  # TensorRT: ignore a cached engine and build anew
     max_batch: int = 1  # the most frames one ``run`` call may carry (one per camera); the engine/graph allows 1..N
+    callers: int = 1  # threads that call ``run`` at once (the bag tool's workers); CPU threads are shared among them
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -37,8 +39,26 @@ class BackendOptions:
             raise ValueError(f"workspace_mb must be > 0, got {self.workspace_mb}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.callers < 1:
+            raise ValueError(f"callers must be >= 1, got {self.callers}")
         if self.dla_core < -1:
             raise ValueError(f"dla_core must be -1 (GPU) or a DLA core index, got {self.dla_core}")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, as a container or taskset limits it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_caller(options: BackendOptions) -> int:
+    """The CPU threads one ``run`` may use: ``options.threads``, or with several callers their share of
+    the cores; 0 lets the runtime decide (one caller, no thread count asked for)."""
+    if options.threads or options.callers == 1:
+        return options.threads
+    return max(1, usable_cores() // options.callers)
 
 
 def check_input(tensor: np.ndarray, shape: tuple[int, ...], max_batch: int = 1) -> None:
@@ -60,6 +80,9 @@ class Backend(ABC):
     max_batch: int = 1
     # one call on N frames is measurably cheaper than N calls here (the node batches cameras where it is)
     batching_pays: bool = False
+    # ``run`` may be called from several threads at once, and that pays: each call on cores of its own
+    # beats calls that share every core with work around them (benchmarks/bag_benchmark.py)
+    concurrent_runs: bool = False
 
     @abstractmethod
     def run(self, tensor: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.errors import BackendError
 from ..core.model import Model
-from .base import Backend, BackendOptions, check_input
+from .base import Backend, BackendOptions, check_input, threads_per_caller
 from .qdq import find_qdq_model, missing_qdq_error
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -125,8 +125,9 @@ class OnnxRuntimeBackend(Backend):
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if use_cuda else [CPU_PROVIDER]
         session_options = ort.SessionOptions()
         session_options.log_severity_level = 3
-        if options.threads:
-            session_options.intra_op_num_threads = options.threads
+        threads = threads_per_caller(options)
+        if threads:
+            session_options.intra_op_num_threads = threads
         self._input = model.files.input_blob
         self._output = model.files.output_blob
         source = (str(self.model_path) if self.max_batch == 1
@@ -136,6 +137,7 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:
             raise BackendError(f"{self.model_path}: ONNX Runtime cannot load it: {exc}") from None
         self.device = "cuda" if CUDA_PROVIDER in self._session.get_providers() else "cpu"
+        self.concurrent_runs = self.device == "cpu"  # InferenceSession.run is thread-safe
         self._input_shape = model.input_shape
         self._output_shape = model.output_shape
         self._check_output_shape(model)

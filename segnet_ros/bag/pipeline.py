@@ -1,10 +1,13 @@
 """The bag pipeline: every frame of the chosen topics, decoded, segmented and written, in bag order.
 
-Three threads overlap the work, joined by small bounded queues: one reads and decodes (rosbags,
-OpenCV's imdecode), one runs :meth:`SegNet.process` (pre-processing, the backend, which releases
-the GIL, and the argmax), and the caller's thread renders, serialises and writes. Each queue is
-first in, first out and each stage has one thread, so the output is written in input order and the
-same bag gives the same bytes. Unlike the node, nothing is ever dropped: a full queue waits.
+Threads overlap the work, joined by small bounded queues: one reads and decodes (rosbags, OpenCV's
+imdecode), one or more run :meth:`SegNet.process` (pre-processing, the backend, which releases the
+GIL, and the argmax), and the caller's thread renders, serialises and writes. On the CPU, ONNX
+Runtime runs one single-threaded call per core (``workers``): a call that spreads over every core
+waits for its slowest thread whenever the other stages take a core, and two calls side by side do
+not. The reader hands every item to the writer in bag order too, and the writer waits for each in
+turn, so the output is in input order and the same bag gives the same bytes whatever finishes
+first. Unlike the node, nothing is ever dropped: a full queue waits.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class BagSettings:
     copy_all: bool = False  # and every other topic
     max_input_pixels: int = MAX_INPUT_PIXELS
     queue_size: int = 4  # frames in flight between two stages
+    workers: int = 1  # inference threads; more than one only where the backend runs concurrent calls
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.outputs if name not in BAG_OUTPUTS]
@@ -53,8 +57,8 @@ class BagSettings:
             raise ValueError(f"mask size must be input, grid or WxH, got '{self.mask_size}'")
         if not 0.0 <= self.label_threshold <= 1.0:
             raise ValueError(f"label threshold must be in 0..1, got {self.label_threshold}")
-        if self.queue_size < 1 or self.max_input_pixels < 1:
-            raise ValueError("queue_size and max_input_pixels must be positive")
+        if self.queue_size < 1 or self.max_input_pixels < 1 or self.workers < 1:
+            raise ValueError("queue_size, max_input_pixels and workers must be positive")
 
 
 @dataclass
@@ -105,6 +109,7 @@ class _Item:
     encoding: str = ""
     error: str | None = None
     segmentation: Segmentation | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # set once the item can be written
 
 
 _END = object()
@@ -159,6 +164,11 @@ class BagPipeline:
                     plan.output(name), OUTPUT_TYPES.get(name, IMAGE), latched=name in MODEL_OUTPUTS)
 
     @property
+    def workers(self) -> int:
+        """Inference threads: as asked where the backend takes concurrent calls, else one."""
+        return self.settings.workers if getattr(self.net.backend, "concurrent_runs", False) else 1
+
+    @property
     def read_topics(self) -> list[str]:
         """The topics the reader stage reads: the segmented ones, and every copied one."""
         return sorted(set(self._by_topic) | self._copied_topics)
@@ -188,7 +198,7 @@ class BagPipeline:
             self._failure = exc
         self._stop.set()
 
-    def _read(self, out: queue.Queue) -> None:
+    def _read(self, work: queue.Queue, ordered: queue.Queue, workers: int) -> None:
         """Stage 1: messages in log-time order; images decoded (a bad one carries its reason).
 
         The bag is opened again on this thread: some rosbags versions read SQLite 3 through Python's
@@ -205,47 +215,58 @@ class BagPipeline:
                             item.header = msg.header
                         except FrameError as exc:
                             item.error = str(exc)
-                    if not self._put(out, item):
+                    if item.frame is None:
+                        item.done.set()  # nothing to segment: a copied message, or a bad frame
+                    elif not self._put(work, item):
                         return
-            self._put(out, _END)
+                    if not self._put(ordered, item):
+                        return
+            for _ in range(workers):
+                self._put(work, _END)
+            self._put(ordered, _END)
         except BaseException as exc:  # handed to the caller's thread, which raises it
             self._fail(exc)
 
-    def _infer(self, source: queue.Queue, out: queue.Queue) -> None:
-        """Stage 2: SegNet.process on every good frame."""
+    def _infer(self, net: SegNet, work: queue.Queue) -> None:
+        """Stage 2, on one or more threads: SegNet.process on every good frame."""
         try:
             while True:
-                item = self._get(source)
+                item = self._get(work)
                 if item is _END:
-                    self._put(out, _END)
                     return
-                if item.plan is not None and item.error is None:
-                    try:
-                        item.segmentation = self.net.process(item.frame, item.encoding)
-                    except FrameError as exc:
-                        item.error = str(exc)
-                    item.frame = None
-                if not self._put(out, item):
-                    return
+                try:
+                    item.segmentation = net.process(item.frame, item.encoding)
+                except FrameError as exc:
+                    item.error = str(exc)
+                item.frame = None
+                item.done.set()
         except BaseException as exc:
             self._fail(exc)
+
+    def _wait(self, item: _Item) -> None:
+        while not item.done.wait(0.1):
+            if self._failure is not None:
+                raise self._failure
 
     def run(self, on_frame: FrameCallback | None = None) -> Summary:
         """Stage 3 on this thread: render and write each item in order. Raises what any stage raised
         (BagError for an unreadable bag); KeyboardInterrupt stops every stage."""
         started = time.perf_counter()
-        size = self.settings.queue_size
-        decoded, segmented = queue.Queue(size), queue.Queue(size)
-        threads = [threading.Thread(target=self._read, args=(decoded,), name="segnet-bag-read", daemon=True),
-                   threading.Thread(target=self._infer, args=(decoded, segmented), name="segnet-bag-infer",
+        size, workers = self.settings.queue_size, self.workers
+        work, ordered = queue.Queue(size), queue.Queue(size + workers)
+        nets = [self.net] + [self.net.sibling() for _ in range(workers - 1)]
+        threads = [threading.Thread(target=self._read, args=(work, ordered, workers), name="segnet-bag-read",
                                     daemon=True)]
+        threads += [threading.Thread(target=self._infer, args=(net, work), name=f"segnet-bag-infer-{i}", daemon=True)
+                    for i, net in enumerate(nets)]
         for thread in threads:
             thread.start()
         try:
             while True:
-                item = self._get(segmented)
+                item = self._get(ordered)
                 if item is _END:
                     break
+                self._wait(item)
                 self._write(item, on_frame)
         finally:
             self._stop.set()

@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..backends import create_backend
+from ..backends.base import usable_cores
 from ..core.outputs import parse_mask_size
 from ..core.segnet import Segmentation, SegNet
 from .common import (
     add_model_arguments,
     add_rendering_arguments,
-    backend_from_args,
+    backend_options,
     int_in_range,
     load_from_args,
     number_in_range,
@@ -26,6 +29,7 @@ from .progress import Progress
 from .segment import compose, visualization
 
 FPS_FRAMES = 10  # frames whose log times set the video's frame rate
+AUTO_WORKERS = 4  # --workers 0: one inference thread per core up to this many (each then has a core or more)
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -82,6 +86,9 @@ def add_parser(subparsers) -> None:
     group.add_argument("--max-input-pixels", "--max_input_pixels", dest="max_input_pixels",
                        type=int_in_range(1, "a positive number of pixels"), default=MAX_INPUT_PIXELS,
                        help=f"frames larger than this are skipped as bad (default {MAX_INPUT_PIXELS})")
+    group.add_argument("--workers", type=int_in_range(0, "0 (one per core, at most 4) or a count up to 64", 64),
+                       default=0, help="inference threads where the backend takes concurrent calls (ONNX Runtime "
+                       "on the CPU), each with its share of the cores; 0 (default): one per core, at most 4")
     add_model_arguments(parser)
     add_rendering_arguments(parser)
     group = parser.add_argument_group("video")
@@ -215,9 +222,10 @@ def run(args: argparse.Namespace) -> int:
             raise BagError(label_info_missing())
         outputs = tuple(name for name in outputs if name != "label_info")  # the default: all that can be written
         print(f"segnet-ros: warning: not writing label_info: {label_info_missing()}", file=sys.stderr)
+    workers = args.workers or min(usable_cores(), AUTO_WORKERS)
     settings = BagSettings(outputs=outputs, mask_size=args.mask_size, label_threshold=args.label_threshold,
                            copy_inputs=args.copy_inputs or args.copy_all, copy_all=args.copy_all,
-                           max_input_pixels=args.max_input_pixels)
+                           max_input_pixels=args.max_input_pixels, workers=workers)
     with reader:
         plans, notes = plan_topics(reader, [parse_topic(t) for t in args.topic])
         track = None
@@ -228,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
                                f"{', '.join(p.topic.name for p in plans)}")
             track = VideoTrack(video, name, args.visualize)
         model = load_from_args(args)
-        net = SegNet(model, backend_from_args(args, model), segnet_settings(args))
+        backend = create_backend(args.backend, model, replace(backend_options(args), callers=workers))
+        net = SegNet(model, backend, segnet_settings(args))
         progress = BagProgress(sum(p.topic.count for p in plans), enabled=None if args.progress else False)
 
         def on_frame(plan, timestamp, segmentation) -> None:
@@ -257,5 +266,7 @@ def run(args: argparse.Namespace) -> int:
                     track.abort()
     print(summary_text(summary, net.class_names, summary.seconds))
     where = f"; video {track.path} ({track.frames} frames at {track.fps:g} fps)" if track is not None else ""
-    print(f"segnet-ros: wrote {output} with {model.name} on {net.backend.describe()}{where}", file=sys.stderr)
+    threads = f", {pipeline.workers} inference threads" if pipeline.workers > 1 else ""
+    print(f"segnet-ros: wrote {output} with {model.name} on {net.backend.describe()}{threads}{where}",
+          file=sys.stderr)
     return 0

@@ -140,6 +140,11 @@ class SegNet:
         self._lock = threading.Lock()
         self._apply(settings or SegNetSettings())
 
+    def sibling(self) -> SegNet:
+        """Another SegNet on the same backend with the same settings and buffers of its own, for a second
+        thread, where the backend takes concurrent calls (:attr:`Backend.concurrent_runs`)."""
+        return SegNet(self.model, self.backend, self._settings)
+
     # -- settings -----------------------------------------------------------------------
     @property
     def settings(self) -> SegNetSettings:
