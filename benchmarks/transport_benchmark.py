@@ -225,11 +225,13 @@ def _result_line(text: str) -> dict:
 
 def measure(case: str, publisher_env: dict[str, str], subscriber_env: dict[str, str], *, width: int = 1280,
             height: int = 720, encoding: str = "rgb8", messages: int = 30, warmup: int = 5, rate: float = 10.0,
-            topic: str = TOPIC, raw: bool = False) -> Result:
+            topic: str = TOPIC, raw: bool = False, keep_heap: bool = False) -> Result:
     """One publisher and one subscriber process with their own transport settings (on the private domain
-    this process set up with ``private_ros_environment``); ``raw``: the subscriber takes serialized bytes."""
+    this process set up with ``private_ros_environment``); ``raw``: the subscriber takes serialized bytes;
+    ``keep_heap``: both keep large buffers in the heap, as segnet_node does (segnet_ros/memory.py)."""
     common = [f"--width={width}", f"--height={height}", f"--encoding={encoding}", f"--messages={messages}",
               f"--warmup={warmup}", f"--rate={rate}", f"--topic={topic}"] + (["--raw"] if raw else [])
+    common += ["--keep-heap"] if keep_heap else []
     timeout = (messages + warmup) / rate + 15
     script = str(Path(__file__).resolve())
     subscriber = subprocess.Popen([sys.executable, script, "--role=sub", f"--timeout={timeout}", *common],
@@ -270,11 +272,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="messages sent first, not measured (default 5)")
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--raw", action="store_true", help="the subscriber takes serialized bytes (no message built)")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="both sides keep large buffers in the heap, as segnet_node does (no page fault per byte)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--discovery-range", choices=("localhost", "subnet"), default="localhost",
                         help="localhost (the tests' setting) or subnet (a robot's default), the latter in a private "
                              "network namespace with only loopback, so nothing leaves the machine")
     args = parser.parse_args()
+    if args.role and args.keep_heap:
+        sys.path.insert(0, str(ROOT))
+        from segnet_ros.memory import keep_large_blocks_in_heap
+
+        keep_large_blocks_in_heap()
     if args.role == "sub":
         sys.exit(run_subscriber(args))
     if args.role == "pub":
