@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import struct
+import sys
 import time
 import zlib
 
@@ -358,6 +361,50 @@ def test_stopping_during_start_up_is_quiet(tmp_path, signum, delay):
     finally:
         node.stop()  # a node that did not stop is killed: it must not serve the next tests' topics
     assert "Traceback" not in node.log() and "ERROR" not in node.log(), node.log()
+
+
+STUBBORN_NODE = """
+import sys, time
+import segnet_ros.node.main as main
+import segnet_ros.node.segnet_node as segnet_node
+
+class Stubborn:
+    def __init__(self):
+        print("building", flush=True)
+        while True:  # a library that swallows the interrupt and never returns
+            try:
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                pass
+
+main.STOP_GRACE_S = 1.0
+segnet_node.SegnetNode = Stubborn
+sys.exit(main.main([]))
+"""
+
+
+def test_a_stop_that_cannot_finish_still_ends_the_process(tmp_path):
+    """Whatever a library does with the interrupt, the process is gone soon after the signal, status 0,
+    saying where each thread was (so a rare hang can be diagnosed from the log)."""
+    import subprocess
+
+    from segnet_ros.demo.harness import private_ros_environment
+
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN_NODE)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, **private_ros_environment()})
+    try:
+        assert process.stdout.readline().strip() == "building"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "still running 1 s after the stop signal; exiting" in output, output
+    dump = output.split("Where each thread was:", 1)[1]
+    assert "most recent call first" in dump and re.search(r'stubborn\.py", line \d+ in __init__', dump), output
 
 
 def test_shutdown_under_load_reports_nothing(start_node, probe):

@@ -3,8 +3,23 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import signal
 import sys
+import threading
+
+STOP_GRACE_S = 10.0  # after a stop signal, the most the node may take to be gone
+
+
+def _exit_now() -> None:
+    """A stop that has not finished in :data:`STOP_GRACE_S` (a library stuck in its teardown, an
+    interrupt swallowed mid start-up): say where every thread is, and leave as asked."""
+    print(f"segnet_node: still running {STOP_GRACE_S:g} s after the stop signal; exiting. Where each thread was:",
+          file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(all_threads=True)
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _run(node_class: str, argv: list[str] | None) -> int:
@@ -12,10 +27,16 @@ def _run(node_class: str, argv: list[str] | None) -> int:
 
     rclpy's own signal handler would shut the context down while a worker is mid-frame; ours
     turns both signals into KeyboardInterrupt, so the workers stop before the context goes.
+    The first signal also starts a timer: a stop is over within :data:`STOP_GRACE_S` whatever
+    the libraries do, so a launch file never has to escalate to SIGKILL.
     """
     stop_requested: list[int] = []
 
     def on_signal(signum, frame) -> None:
+        if not stop_requested:
+            timer = threading.Timer(STOP_GRACE_S, _exit_now)
+            timer.daemon = True
+            timer.start()
         stop_requested.append(signum)
         raise KeyboardInterrupt
 
