@@ -21,3 +21,11 @@ def test_render_benchmark_prints_every_stage():
     assert result.returncode == 0, result.stderr
     for stage in ("preprocess", "class mask", "colour mask", "overlay", "histogram", "one frame"):
         assert stage in result.stdout
+
+
+def test_spin_benchmark_prints_both_sessions():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "spin_benchmark.py"), "--frames", "2",
+                             "--repeat", "1", "--rate", "50"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for figure in ("CPU:", "ONNX Runtime's default (spinning)", "segnet_ros (no spinning)", "ms less CPU per frame"):
+        assert figure in result.stdout

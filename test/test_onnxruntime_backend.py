@@ -146,3 +146,14 @@ def test_concurrent_calls_give_what_one_call_gives(oracle_dir, rng):
         together = list(pool.map(lambda t: backend.run(t).copy(), tensors))
     for a, b in zip(alone, together, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_threads_sleep_between_calls(oracle_dir):
+    """ONNX Runtime's threads would spin after every call (a third of a 2-core node's CPU at 10 Hz,
+    benchmarks/spin_benchmark.py); every session we make turns that off."""
+    from segnet_ros.backends.onnxruntime_backend import SPINNING
+
+    model = load_model(ModelFiles.in_folder(oracle_dir))
+    for options in (BackendOptions(device="cpu"), BackendOptions(device="cpu", callers=2, max_batch=3)):
+        session = create_backend("onnxruntime", model, options)._session
+        assert session.get_session_options().get_session_config_entry(SPINNING) == "0"

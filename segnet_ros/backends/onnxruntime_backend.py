@@ -28,6 +28,9 @@ BATCH_DIM = "batch"
 log = logging.getLogger(__name__)
 
 
+SPINNING = "session.intra_op.allow_spinning"
+
+
 def import_onnxruntime():
     try:
         import onnxruntime
@@ -128,6 +131,10 @@ class OnnxRuntimeBackend(Backend):
         threads = threads_per_caller(options)
         if threads:
             session_options.intra_op_num_threads = threads
+        # ONNX Runtime's threads spin after every call by default: at a camera's 10 Hz that burned 44 ms of
+        # CPU per 1280x720 frame on 2 cores (138 against 94 ms), for no gain in latency or, back to back,
+        # in throughput (benchmarks/spin_benchmark.py). A robot's other processes need those cores.
+        session_options.add_session_config_entry(SPINNING, "0")
         self._input = model.files.input_blob
         self._output = model.files.output_blob
         source = (str(self.model_path) if self.max_batch == 1
