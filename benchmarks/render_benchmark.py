@@ -6,8 +6,9 @@ the input size, on one core. The idiomatic way is what a hand-written node does:
 ``cv2.resize`` the grid (nearest) and the palette-coloured grid (bilinear), ``cv2.addWeighted`` over the
 frame, ``np.bincount`` the mask, each call returning a new array as such code does; ours draws into
 reused buffers, as the node does into its messages. The copy is ``np.copyto`` of every output buffer
-from another of its size. The three take turns round by round, so a busy machine slows them alike;
-the ratios are medians of the per-round ratios.
+from another of its size. The "numpy floor" is the few calls any float32 implementation of the
+reference's truncated blend made of numpy and OpenCV calls must make (see :func:`passes`). They all take
+turns round by round, so a busy machine slows them alike; the ratios are medians of the per-round ratios.
 Run: ``make benchmark`` or ``python benchmarks/render_benchmark.py [--repeat N]``.
 """
 
@@ -144,6 +145,37 @@ def copy_once(scene: Scene):
     return frame
 
 
+def passes(scene: Scene):
+    """What any float32 blend built from numpy and OpenCV calls pays per frame, without our logic: the
+    pre-processing's bilinear resize and normalisation, and four passes over the colour pixels (the
+    colours as one product, the colour mask's conversion to uint8, the blend, the overlay's conversion),
+    in tiles of our size. Each call is near memory speed; a fused native kernel would make one pass."""
+    width, height = scene.width, scene.height
+    rows = max(4, (1 << 20) // (width * 12))
+    lerp = np.ones((rows, 2), np.float32)
+    steps = np.random.default_rng(2).random((2, width * 3), dtype=np.float32) * 100
+    colour = np.empty((rows, width * 3), np.float32)
+    flat_frame = scene.frame.reshape(height, -1)
+    flat_colour, flat_overlay = scene.colour.reshape(height, -1), scene.overlay.reshape(height, -1)
+    resized = np.empty((NET_H, NET_W, 3), np.uint8)
+    tensor = np.empty((3, NET_H, NET_W), np.float32)
+    table = np.linspace(-2, 2, 256, dtype=np.float32)
+
+    def frame(g, c):
+        cv2.resize(scene.frame, (NET_W, NET_H), dst=resized, interpolation=cv2.INTER_LINEAR)
+        for channel, plane in enumerate(cv2.split(resized)):
+            cv2.LUT(plane, table, dst=tensor[channel])
+        for start in range(0, height, rows):
+            stop = min(start + rows, height)
+            tile = colour[:stop - start]
+            np.matmul(lerp[:stop - start], steps, out=tile)
+            np.copyto(flat_colour[start:stop], tile, casting="unsafe")
+            cv2.accumulateWeighted(flat_frame[start:stop], tile, 0.4)
+            np.copyto(flat_overlay[start:stop], tile, casting="unsafe")
+
+    return frame
+
+
 def rounds(scene: Scene, contenders: dict, repeat: int) -> dict[str, list[float]]:
     """Milliseconds per round for each contender, taking turns in a rotating order after a warm-up."""
     names = list(contenders)
@@ -170,7 +202,7 @@ def report(scene: Scene, repeat: int) -> None:
         t = rounds(scene, {"ours": fast["stages"][stage], "idiomatic": slow["stages"][stage]}, repeat)
         per_stage[stage] = (median(t["ours"]), median(t["idiomatic"]))
     t = rounds(scene, {"ours": fast["frame"], "idiomatic": slow["frame"], "copy": copy_once(scene),
-                       "separately": fast["separately"]}, repeat)
+                       "separately": fast["separately"], "passes": passes(scene)}, repeat)
     speedup = median(np.array(t["idiomatic"]) / np.array(t["ours"]))
     over_copy = median(np.array(t["ours"]) / np.array(t["copy"]))
     best = {name: min(values) for name, values in t.items()}  # what each costs when nothing interrupts it
@@ -192,6 +224,10 @@ def report(scene: Scene, repeat: int) -> None:
     apart = median(np.array(t["idiomatic"]) / np.array(t["separately"]))
     print(f"{'two calls':<14}{median(t['separately']):>15.2f}{'':>14}{apart:>9.1f}x"
           "   the same frame with colour mask and overlay drawn by separate calls")
+    floor = median(np.array(t["idiomatic"]) / np.array(t["passes"]))
+    budget = f"; the target's budget is {median(t['idiomatic']) / target:.2f} ms" if target else ""
+    print(f"{'numpy floor':<14}{median(t['passes']):>15.2f}{'':>14}{floor:>9.1f}x"
+          f"   resize + normalise + 4 float32 passes over the colour pixels, nothing else{budget}")
     print(f"{'best of run':<14}{best['ours']:>15.2f}{best['idiomatic']:>14.2f}"
           f"{best['idiomatic'] / best['ours']:>9.1f}x   fastest round of each; copy {best['copy']:.2f} ms, "
           f"one frame = {best['ours'] / best['copy']:.2f}x the copy")
