@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,76 @@ def test_cloud_messages_describe_their_points():
     assert [(f.name, f.offset, f.datatype) for f in msg.fields] == [
         ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("label", 12, 6), ("confidence", 16, 7)]
     assert len(msg.data) == 6 * CLOUD_DTYPE.itemsize and msg.header.frame_id == "depth"
+
+
+class _Camera:
+    """What the scheduler sees of a CameraPipeline, recording what was in flight when."""
+
+    def __init__(self, name: str, condition: threading.Condition, log: list, lock: threading.Lock) -> None:
+        self.name, self.slot, self.log, self.lock = name, LatestSlot(condition), log, lock
+        self.in_flight = 0
+        self.delivered: list[int] = []
+
+    def job(self, item):
+        with self.lock:
+            self.in_flight += 1
+            assert self.in_flight == 1, f"{self.name}: two frames in flight"
+        return item
+
+    def deliver(self, job, segmentation, started, finished) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.delivered.append(job.index)
+            self.log.append((self.name, threading.current_thread().name, started, finished))
+
+    def failed(self, exc) -> None:
+        raise AssertionError(f"{self.name}: {exc}")
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_cameras_share_concurrent_inference_threads_one_frame_each_in_order(oracle_dir, concurrent):
+    """Where the backend takes concurrent calls, frames of different cameras run side by side on the
+    scheduler's threads; a camera never has two frames in flight, so its results come in order."""
+    from dataclasses import dataclass
+
+    from segnet_ros.backends import BackendOptions, create_backend
+    from segnet_ros.core.model import ModelFiles, load_model
+    from segnet_ros.core.segnet import SegNet
+    from segnet_ros.node.scheduler import InferenceScheduler
+
+    @dataclass
+    class Job:
+        index: int
+        frame: np.ndarray
+        encoding: str = "rgb8"
+
+    model = load_model(ModelFiles.in_folder(oracle_dir))
+    backend = create_backend("onnxruntime", model, BackendOptions(device="cpu", callers=3))
+    backend.concurrent_runs = concurrent
+    scheduler = InferenceScheduler(SegNet(model, backend), batch=False, workers=3)
+    assert scheduler.workers == (3 if concurrent else 1)
+    log, lock = [], threading.Lock()
+    cameras = [_Camera(name, scheduler.condition, log, lock) for name in ("a", "b", "c")]
+    scheduler.set_cameras(cameras)
+    scheduler.start()
+    image = np.zeros((64, 128, 3), np.uint8)
+    try:
+        for index in range(12):
+            for camera in cameras:
+                camera.slot.put(Job(index, image))
+            deadline = time.monotonic() + 10
+            while any(c.slot.ready for c in cameras) and time.monotonic() < deadline:
+                time.sleep(0.002)
+        deadline = time.monotonic() + 10
+        while any(c.in_flight or not c.delivered or c.delivered[-1] != 11 for c in cameras):
+            assert time.monotonic() < deadline, [c.delivered for c in cameras]
+            time.sleep(0.01)
+    finally:
+        scheduler.stop()
+    assert not scheduler.running
+    for camera in cameras:
+        assert camera.delivered == sorted(camera.delivered) and camera.delivered[-1] == 11, camera.delivered
+    threads = {thread for _, thread, _, _ in log}
+    assert len(threads) == (3 if concurrent else 1), threads
+    overlapping = any(a[3] > b[2] and b[3] > a[2] for a in log for b in log if a[0] != b[0])
+    assert overlapping == concurrent

@@ -227,7 +227,7 @@ class BagPipeline:
         except BaseException as exc:  # handed to the caller's thread, which raises it
             self._fail(exc)
 
-    def _infer(self, net: SegNet, work: queue.Queue) -> None:
+    def _infer(self, work: queue.Queue) -> None:
         """Stage 2, on one or more threads: SegNet.process on every good frame."""
         try:
             while True:
@@ -235,7 +235,7 @@ class BagPipeline:
                 if item is _END:
                     return
                 try:
-                    item.segmentation = net.process(item.frame, item.encoding)
+                    item.segmentation = self.net.process(item.frame, item.encoding)
                 except FrameError as exc:
                     item.error = str(exc)
                 item.frame = None
@@ -254,11 +254,10 @@ class BagPipeline:
         started = time.perf_counter()
         size, workers = self.settings.queue_size, self.workers
         work, ordered = queue.Queue(size), queue.Queue(size + workers)
-        nets = [self.net] + [self.net.sibling() for _ in range(workers - 1)]
         threads = [threading.Thread(target=self._read, args=(work, ordered, workers), name="segnet-bag-read",
                                     daemon=True)]
-        threads += [threading.Thread(target=self._infer, args=(net, work), name=f"segnet-bag-infer-{i}", daemon=True)
-                    for i, net in enumerate(nets)]
+        threads += [threading.Thread(target=self._infer, args=(work,), name=f"segnet-bag-infer-{i}", daemon=True)
+                    for i in range(workers)]
         for thread in threads:
             thread.start()
         try:

@@ -136,14 +136,9 @@ class SegNet:
         self.backend = backend
         self.renderer = Renderer(model.grid_width, model.grid_height)
         self.timings = Timings()
-        self._batch = np.empty((0, 3, model.input_height, model.input_width), np.float32)
+        self._local = threading.local()  # each calling thread's batch tensor and pre-processor
         self._lock = threading.Lock()
         self._apply(settings or SegNetSettings())
-
-    def sibling(self) -> SegNet:
-        """Another SegNet on the same backend with the same settings and buffers of its own, for a second
-        thread, where the backend takes concurrent calls (:attr:`Backend.concurrent_runs`)."""
-        return SegNet(self.model, self.backend, self._settings)
 
     # -- settings -----------------------------------------------------------------------
     @property
@@ -163,14 +158,8 @@ class SegNet:
             # "void" (the default) exists only in Cityscapes; any other name that matches nothing is a typo
             log.warning("ignore_class '%s' names no class of %s; nothing is ignored", settings.ignore_class,
                         self.model.name)
-        current = getattr(self, "_preprocessor", None)
-        if current is not None and current.resize == settings.resize:
-            preprocessor = current  # its tables and buffers stay valid: only the resize method shapes them
-        else:
-            preprocessor = Preprocessor(self.model.input_width, self.model.input_height, settings.resize)
         with self._lock:
             self._settings, self._colors, self._ignore_id = settings, colors, ignore_id
-            self._preprocessor = preprocessor
 
     # -- facts about the model ------------------------------------------------------------
     @property
@@ -186,6 +175,18 @@ class SegNet:
         return (self.model.grid_width, self.model.grid_height)
 
     # -- the work ---------------------------------------------------------------------------
+    def _thread_buffers(self, count: int, resize: str) -> tuple[np.ndarray, Preprocessor]:
+        """This thread's batch tensor (at least ``count`` frames) and pre-processor (for ``resize``),
+        reused call after call: the tensor and the pre-processor's buffers are written in place."""
+        local = self._local
+        batch = getattr(local, "batch", None)
+        if batch is None or batch.shape[0] < count:
+            batch = local.batch = np.empty((count, 3, self.model.input_height, self.model.input_width), np.float32)
+        preprocessor = getattr(local, "preprocessor", None)
+        if preprocessor is None or preprocessor.resize != resize:
+            preprocessor = local.preprocessor = Preprocessor(self.model.input_width, self.model.input_height, resize)
+        return batch, preprocessor
+
     def process(self, frame: np.ndarray, encoding_name: str = "rgb8") -> Segmentation:
         """Segment one uint8 frame given in ``encoding_name`` (rgb8, bgr8, rgba8, bgra8, mono8)."""
         return self.process_batch([(frame, encoding_name)])[0]
@@ -193,10 +194,10 @@ class SegNet:
     def process_batch(self, frames: Sequence[tuple[np.ndarray, str]]) -> list[Segmentation]:
         """Segment several (frame, encoding) pairs, e.g. one per camera, in as few backend calls as the
         backend's ``max_batch`` allows; frames may differ in size and encoding. Result i is frame i's.
-        One thread at a time: the batch tensor is reused."""
+        Several threads may call it at once where the backend takes concurrent calls
+        (``backend.concurrent_runs``): each thread has its own batch tensor and pre-processor."""
         with self._lock:
-            settings, colors, ignore_id, preprocessor = (
-                self._settings, self._colors, self._ignore_id, self._preprocessor)
+            settings, colors, ignore_id = self._settings, self._colors, self._ignore_id
         checked = []
         for frame, encoding_name in frames:
             enc = encoding(encoding_name)
@@ -204,17 +205,16 @@ class SegNet:
         count = len(checked)
         if count == 0:
             return []
-        if self._batch.shape[0] < count:
-            self._batch = np.empty((count,) + self._batch.shape[1:], np.float32)
+        batch, preprocessor = self._thread_buffers(count, settings.resize)
         start, start_cpu = time.perf_counter(), time.thread_time()
         for i, (frame, enc) in enumerate(checked):
-            preprocessor.prepare(frame, enc, self._batch[i:i + 1])
+            preprocessor.prepare(frame, enc, batch[i:i + 1])
         prepared, prepared_cpu = time.perf_counter(), time.thread_time()
         step = max(1, getattr(self.backend, "max_batch", 1))
         results, inference, classify_s, classify_cpu = [], 0.0, 0.0, 0.0
         for first in range(0, count, step):
             began = time.perf_counter()
-            logits = self.backend.run(self._batch[first:min(first + step, count)])
+            logits = self.backend.run(batch[first:min(first + step, count)])
             ran, ran_cpu = time.perf_counter(), time.thread_time()
             # classified before the next call: a backend may hand back the same output buffer each time
             results += [classify(logits[j], ignore_id) for j in range(logits.shape[0])]

@@ -130,7 +130,13 @@ class Segmenter:
             raise SegnetError(str(exc)) from None
         names = values["cameras"] or ("",)  # "": the single camera of today's topic names
         batches = len(names) > 1 and values["batching"] != "never"
-        options = dataclasses.replace(backend_options(values), max_batch=len(names) if batches else 1)
+        # several cameras and no batch forced: one concurrent call per camera, each on its share of the
+        # cores (taken up only where the backend takes concurrent calls; see scheduler.py). With more
+        # cameras than cores the spare calls keep the cores busy while a thread waits for the GIL:
+        # three cameras on 2 cores ran 17.5 fps so, 15.7 with two calls (benchmarks/multicamera_benchmark.py)
+        callers = len(names) if values["batching"] != "always" else 1
+        options = dataclasses.replace(backend_options(values), max_batch=len(names) if batches else 1,
+                                      callers=callers)
         self.net = SegNet(model, create_backend(values["backend"], model, options), settings)
         if not self.node.has_parameter("class_names"):
             self.node.declare_parameter("class_names", list(self.net.class_names), ParameterDescriptor(
@@ -147,7 +153,7 @@ class Segmenter:
         self._diagnostics_period = values["diagnostics_period"]
         # auto: where one call on N frames is cheaper than N calls; elsewhere a batch only adds latency
         batch = batches and (values["batching"] == "always" or self.net.backend.batching_pays)
-        self.scheduler = InferenceScheduler(self.net, batch)
+        self.scheduler = InferenceScheduler(self.net, batch, workers=callers)
         settings = CameraSettings(
             input_qos=_qos(values["input_reliability"], values["input_depth"]),
             output_qos=_qos(values["output_reliability"], values["output_depth"]),
@@ -178,6 +184,8 @@ class Segmenter:
         net, node = self.net, self.node
         topics = ", ".join(node.resolve_topic_name(camera.image_topic) for camera in self.cameras)
         batching = f", batches of up to {self.scheduler.batch_limit}" if self.scheduler.batch_limit > 1 else ""
+        if self.scheduler.workers > 1:
+            batching = f", {self.scheduler.workers} inference threads"
         node.get_logger().info(
             f"segmenting {topics} with {net.model.name} "
             f"({net.model.input_width}x{net.model.input_height}, {net.num_classes} classes) "
@@ -198,8 +206,8 @@ class Segmenter:
 
     @property
     def threads(self) -> list[threading.Thread]:
-        """The node's working threads: the inference thread, then each camera's."""
-        threads = [self.scheduler.thread] if self.scheduler is not None and self.scheduler.thread else []
+        """The node's working threads: the inference threads, then each camera's."""
+        threads = self.scheduler.threads if self.scheduler is not None else []
         return threads + [thread for camera in self.cameras for thread in camera.workers]
 
     def cleanup(self) -> None:
