@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,13 @@ def write_qdq(onnx_path: Path, out: Path, calibration: list[np.ndarray], symmetr
         def get_next(self):
             return next(self._items, None)
 
-    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+    previous = os.getcwd()
+    os.chdir(out.parent)  # ONNX Runtime before 1.13 writes augmented_model.onnx into the current folder
+    try:
+        quantize_static(str(Path(onnx_path).resolve()), str(out.resolve()), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+    finally:
+        os.chdir(previous)
     return out
