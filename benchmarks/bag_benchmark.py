@@ -29,13 +29,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from segnet_ros.backends import BackendOptions, create_backend  # noqa: E402
-from segnet_ros.backends.base import threads_per_caller, usable_cores  # noqa: E402
-from segnet_ros.bag.pipeline import BagPipeline, BagSettings  # noqa: E402
+from segnet_ros.backends.base import threads_per_caller  # noqa: E402
+from segnet_ros.bag.pipeline import BagPipeline, BagSettings, default_workers  # noqa: E402
 from segnet_ros.bag.reader import BagReader  # noqa: E402
 from segnet_ros.bag.topics import plan_topics  # noqa: E402
 from segnet_ros.bag.typestore import typestore  # noqa: E402
 from segnet_ros.bag.writer import BagWriter, Messages  # noqa: E402
-from segnet_ros.cli.bag import AUTO_WORKERS  # noqa: E402
 from segnet_ros.core.frames import encoding  # noqa: E402
 from segnet_ros.core.model import load_model  # noqa: E402
 from segnet_ros.core.preprocess import Preprocessor  # noqa: E402
@@ -111,7 +110,7 @@ def main() -> None:
 
     model = load_model(select_model(args.model))
     backend = create_backend("onnxruntime", model, BackendOptions(device="cpu", threads=args.threads))
-    workers = args.workers or min(usable_cores(), AUTO_WORKERS)
+    workers = args.workers or default_workers()
     bag_options = BackendOptions(device="cpu", threads=args.threads, callers=workers)
     net = SegNet(model, create_backend("onnxruntime", model, bag_options))
     images = frames(args.frames, args.width, args.height)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backends.base import usable_cores
 from ..core.decode import MAX_INPUT_PIXELS
 from ..core.errors import FrameError
 from ..core.outputs import IMAGE_OUTPUTS, MODEL_OUTPUTS, class_labels_text
@@ -33,7 +34,13 @@ from .writer import BagWriter, Messages
 BAG_OUTPUTS = IMAGE_OUTPUTS + ("class_histogram",) + MODEL_OUTPUTS
 FRAME_ORDER = ("class_mask", "confidence", "class_histogram", "color_mask", "overlay")  # the node's order
 OUTPUT_TYPES = {"class_histogram": UINT32_ARRAY, "class_labels": STRING, "label_info": LABEL_INFO}
+AUTO_WORKERS = 4  # default_workers: one inference thread per core up to this many
 BAG_MASK_SIZES = ("input", "grid")  # "depth" needs a paired depth topic, which the bag tool does not pair
+
+
+def default_workers() -> int:
+    """The inference threads ``--workers 0`` means: one per core, at most :data:`AUTO_WORKERS`."""
+    return min(usable_cores(), AUTO_WORKERS)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 
 from ..backends import create_backend
-from ..backends.base import usable_cores
 from ..core.outputs import parse_mask_size
 from ..core.segnet import Segmentation, SegNet
 from .common import (
@@ -29,7 +28,6 @@ from .progress import Progress
 from .segment import compose, visualization
 
 FPS_FRAMES = 10  # frames whose log times set the video's frame rate
-AUTO_WORKERS = 4  # --workers 0: one inference thread per core up to this many (each then has a core or more)
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -206,7 +204,7 @@ def summary_text(summary, class_names: tuple[str, ...], seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bag.pipeline import BAG_OUTPUTS, BagPipeline, BagSettings
+    from ..bag.pipeline import BAG_OUTPUTS, BagPipeline, BagSettings, default_workers
     from ..bag.reader import BagReader
     from ..bag.topics import parse_topic, plan_topics
     from ..bag.typestore import BagError, has_label_info, label_info_missing
@@ -222,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
             raise BagError(label_info_missing())
         outputs = tuple(name for name in outputs if name != "label_info")  # the default: all that can be written
         print(f"segnet-ros: warning: not writing label_info: {label_info_missing()}", file=sys.stderr)
-    workers = args.workers or min(usable_cores(), AUTO_WORKERS)
+    workers = args.workers or default_workers()
     settings = BagSettings(outputs=outputs, mask_size=args.mask_size, label_threshold=args.label_threshold,
                            copy_inputs=args.copy_inputs or args.copy_all, copy_all=args.copy_all,
                            max_input_pixels=args.max_input_pixels, workers=workers)

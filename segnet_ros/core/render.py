@@ -63,6 +63,8 @@ class Axis:
     nearest_spans: tuple[Span, ...]
     point_spans: tuple[Span, ...]
     linear_spans: tuple[Span, ...]
+    # k -> (cell, first, second, frac) for rows of k values per cell, made at first use (see _flat)
+    flat_maps: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, n: int, g: int) -> Axis:
@@ -101,7 +103,7 @@ class Axis:
 
     def _flat(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(cell, first, second, frac) for rows of k values per cell, made once per k."""
-        made = self.__dict__.setdefault("_flat_maps", {})  # frozen dataclass: a plain cache beside the fields
+        made = self.flat_maps
         if k not in made:
             spread = np.arange(k, dtype=np.intp)
             made[k] = (*((cells[:, None] * k + spread).ravel() for cells in (self.cell, self.first, self.second)),

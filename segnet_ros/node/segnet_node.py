@@ -183,13 +183,13 @@ class Segmenter:
         self._timer = self.node.create_timer(self._diagnostics_period, self._publish_diagnostics)
         net, node = self.net, self.node
         topics = ", ".join(node.resolve_topic_name(camera.image_topic) for camera in self.cameras)
-        batching = f", batches of up to {self.scheduler.batch_limit}" if self.scheduler.batch_limit > 1 else ""
-        if self.scheduler.workers > 1:
-            batching = f", {self.scheduler.workers} inference threads"
+        scheduler = self.scheduler
+        how = (f", batches of up to {scheduler.batch_limit}" if scheduler.batch_limit > 1
+               else f", {scheduler.workers} inference threads" if scheduler.workers > 1 else "")
         node.get_logger().info(
             f"segmenting {topics} with {net.model.name} "
             f"({net.model.input_width}x{net.model.input_height}, {net.num_classes} classes) "
-            f"on {net.backend.describe()}{batching}")
+            f"on {net.backend.describe()}{how}")
 
     def deactivate(self) -> None:
         if self._timer is not None:
