@@ -370,9 +370,12 @@ import segnet_ros.node.segnet_node as segnet_node
 
 class Stubborn:
     def __init__(self):
-        print("building", flush=True)
+        announced = False
         while True:  # a library that swallows the interrupt and never returns
-            try:
+            try:  # announce inside the try: the handler may run as print returns
+                if not announced:
+                    announced = True
+                    print("building", flush=True)
                 time.sleep(0.05)
             except KeyboardInterrupt:
                 pass
