@@ -84,7 +84,7 @@ def run(name: str, nodes: list[tuple[dict, str]], args, logs: Path, probe: Probe
     fps, latencies = {}, []
     for c in CAMERAS:
         topic = f"/{c}/class_mask"
-        window = list(zip(probe.arrival[topic], probe.messages(topic), strict=True))[counts[c]:ends[c]]
+        window = probe.timed(topic)[counts[c]:ends[c]]
         fps[c] = len(window) / elapsed
         latencies += [arrival - stamp_of(msg) for arrival, msg in window]
     return {"name": name, "fps": fps, "total": sum(fps.values()), "rss": memory,
@@ -121,8 +121,7 @@ def main() -> None:
     try:
         for i, (name, nodes) in enumerate(configurations):
             for c in CAMERAS:  # each configuration is measured on its own messages
-                probe.received[f"/{c}/class_mask"].clear()
-                probe.arrival[f"/{c}/class_mask"].clear()
+                probe.clear(f"/{c}/class_mask")
             results.append(run(name, nodes, args, logs, probe, i))
     finally:
         probe.close()

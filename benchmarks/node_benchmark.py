@@ -177,7 +177,7 @@ def run_node(args: argparse.Namespace, outputs: tuple[str, ...], logs: Path) -> 
     arrivals: dict[float, float] = {}
     for topic in outputs:
         latency[topic] = []
-        for arrival, msg in zip(probe.arrival[topic], probe.messages(topic), strict=True):
+        for arrival, msg in probe.timed(topic):
             stamp = stamp_of(msg)
             if start <= stamp < end:
                 latency[topic].append((arrival - stamp) * 1e3)
@@ -185,7 +185,7 @@ def run_node(args: argparse.Namespace, outputs: tuple[str, ...], logs: Path) -> 
     last_output = [(max(a) - s) * 1e3 for s, a in arrivals.items() if len(a) == len(outputs)]
     stages: dict[str, list[float]] = {k: [] for k in STAGE_KEYS}
     last: dict[str, str] = {}
-    for arrival, msg in zip(probe.arrival["/diagnostics"], probe.messages("/diagnostics"), strict=True):
+    for arrival, msg in probe.timed("/diagnostics"):
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if "frames_processed" not in values:

@@ -25,7 +25,7 @@ WIDTH, HEIGHT = 640, 480
 def diagnostics_processed(probe: Probe) -> list[tuple[float, int]]:
     """(arrival, frames_processed) of each /diagnostics message from segnet_node."""
     out = []
-    for arrival, msg in zip(probe.arrival["/diagnostics"], probe.messages("/diagnostics"), strict=True):
+    for arrival, msg in probe.timed("/diagnostics"):
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if "frames_processed" in values:

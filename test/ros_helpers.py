@@ -7,7 +7,7 @@ import time
 import cv2
 import numpy as np
 
-from segnet_ros.demo.harness import Probe, private_ros_environment
+from segnet_ros.demo.harness import Probe, private_ros_environment, stamp_of
 
 private_ros_environment()  # before rclpy is initialised anywhere in this process
 
@@ -60,17 +60,26 @@ def core_result(files: ModelFiles, image: np.ndarray, encoding: str, **settings)
     return net.process(image, encoding)
 
 
-def publish_until(probe: Probe, publisher, msg, topic: str, count: int = 1, timeout: float = 30.0) -> None:
-    """Best-effort input: publish again until the node has answered."""
+def publish_until(probe: Probe, publisher, msg, topic: str, timeout: float = 30.0, period: float = 1.0):
+    """Best-effort input: publish again, every ``period`` s, until the node has answered this very
+    message: a message new on ``topic`` with its stamp (any new one where ``topic`` has no header).
+    Returns the answer, so an earlier phase's late answer is never taken for this one's."""
+    seen = len(probe.messages(topic))
+    stamp = stamp_of(msg)
+
+    def answer():
+        return next((m for m in probe.messages(topic)[seen:]
+                     if not (isinstance(m, bytes | bytearray) or hasattr(m, "header")) or stamp_of(m) == stamp), None)
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         publisher.publish(msg)
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + period
         while time.monotonic() < end:
-            if len(probe.messages(topic)) >= count:
-                return
+            if (found := answer()) is not None:
+                return found
             time.sleep(0.02)
-    raise AssertionError(f"no {topic} within {timeout} s")
+    raise AssertionError(f"no answer on {topic} within {timeout} s")
 
 
 def set_parameter(probe: Probe, service: str, name: str, value) -> tuple[bool, str]:

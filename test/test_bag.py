@@ -291,14 +291,16 @@ def test_without_vision_msgs_label_info_is_left_out_with_a_warning(no_vision_msg
     assert "leave label_info out of --outputs" in one_error_line(capsys.readouterr().err)
 
 
-def test_progress_shows_the_time_left():
+def test_progress_shows_the_time_left(monkeypatch):
     import io
+    import time
 
     from segnet_ros.cli.bag import BagProgress
 
     stream = io.StringIO()
     progress = BagProgress(40, stream=stream, enabled=True)
-    progress._start -= 10.0  # ten seconds for the first ten frames: thirty seconds to go
+    progress._start = 100.0  # ten seconds for the first ten frames: thirty seconds to go
+    monkeypatch.setattr(time, "perf_counter", lambda: 110.0)
     progress.update(10)
     assert stream.getvalue().endswith("] 10/40 frames  1.0 fps  ETA 0:30")
 

@@ -120,7 +120,12 @@ def test_tensorrt_rows_run_where_tensorrt_does_and_auto_marks_them(fake_trt, ora
     assert table["tensorrt", "cuda", "fp32"]["available"] and table["tensorrt", "cuda", "fp32"]["native"] is True
     assert "int8" in table["tensorrt", "cuda", "int8"]["reason"]
     assert fake_trt.builds() == 2  # fp16 and fp32 engines; int8 refused before any build
-    assert "segnet-ros: warning: auto picks tensorrt fp16 (cuda)" in result.stderr
+    # the fake is usually, not always, slower than ONNX Runtime on this tiny model: the warning follows the medians
+    from segnet_ros.cli.benchmark import AUTO_TOLERANCE
+
+    fastest = min(row["median_ms"] for row in table.values() if row["median_ms"] is not None)
+    slow = table["tensorrt", "cuda", "fp16"]["median_ms"] > AUTO_TOLERANCE * fastest
+    assert ("segnet-ros: warning: auto picks tensorrt fp16 (cuda)" in result.stderr) == slow, result.stderr
 
 
 def test_auto_verdict_compares_with_the_fastest_row():

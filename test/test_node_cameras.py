@@ -72,7 +72,8 @@ def test_each_camera_gets_its_own_results_and_headers(start_node, probe, small_r
 def test_a_silent_camera_stalls_nobody_and_a_fast_one_starves_nobody(start_node, probe):
     """Unbatched (auto on the CPU): the two cameras' frames run side by side, one inference thread per
     camera, and still neither stalls nor starves the other."""
-    node = start_node({"cameras": ["fast", "slow"]})
+    # reliable input: a slow frame lost on a flooded wire is not the scheduler starving it
+    node = start_node({"cameras": ["fast", "slow"], "input_reliability": "reliable"})
     assert "2 inference threads" in node.log(), node.log()
     for camera in ("fast", "slow"):
         probe.subscribe(Image, f"{camera}/class_mask")

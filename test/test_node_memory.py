@@ -18,6 +18,7 @@ MESSAGES, SKIPPED = 24, 8  # the first messages warm the heap and DDS up
 def camera() -> None:
     import numpy as np
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
@@ -26,7 +27,7 @@ def camera() -> None:
 
     rclpy.init()
     node = rclpy.create_node("memory_camera")
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    reliable = QoSProfile(depth=MESSAGES, reliability=ReliabilityPolicy.RELIABLE)  # none lost if the reader lags
     publisher = node.create_publisher(Image, "memory_test", reliable)
     msg = array_to_image(Header(), np.zeros((720, 1280, 3), np.uint8), "rgb8")
     deadline = time.monotonic() + 20
@@ -36,7 +37,7 @@ def camera() -> None:
     for _ in range(MESSAGES):
         publisher.publish(msg)
         time.sleep(0.05)
-    time.sleep(1.0)
+    assert publisher.wait_for_all_acked(Duration(seconds=20))
 
 
 def subscriber(keep: bool) -> None:
@@ -55,10 +56,10 @@ def subscriber(keep: bool) -> None:
     node = rclpy.create_node("memory_subscriber")
     faults: list[int] = []
     node.create_subscription(Image, "memory_test", lambda _: faults.append(resource.getrusage(
-        resource.RUSAGE_SELF).ru_minflt), QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        resource.RUSAGE_SELF).ru_minflt), QoSProfile(depth=MESSAGES, reliability=ReliabilityPolicy.RELIABLE))
     child = subprocess.Popen([sys.executable, __file__, "pub"])
     deadline = time.monotonic() + 40
-    while child.poll() is None and time.monotonic() < deadline:
+    while (child.poll() is None or len(faults) < MESSAGES) and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
     child.kill()
     steps = sorted(b - a for a, b in zip(faults[SKIPPED:-1], faults[SKIPPED + 1:], strict=True))

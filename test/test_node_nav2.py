@@ -12,7 +12,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import HEIGHT, LATCHED, WIDTH, as_array, core_result, diagnostics_values, frame, header
+from ros_helpers import HEIGHT, LATCHED, WIDTH, as_array, core_result, diagnostics_values, frame, header, publish_until
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from vision_msgs.msg import LabelInfo
 
@@ -146,9 +146,9 @@ def test_missing_late_and_bad_depth(start_node, probe):
     image = frame(12)
     raw, _ = depth_frame("16UC1", WIDTH, HEIGHT)
 
-    # no depth at all: the mask still comes, the cloud is skipped and counted
-    colour_pub.publish(array_to_image(header(1.0), image, "bgr8"))
-    probe.wait_for(lambda: probe.messages("class_mask"), what="class_mask without depth")
+    # no depth at all: the mask still comes (after depth_timeout), the cloud is skipped and counted;
+    # sent again only after that, as the node may not have discovered the new publisher yet
+    publish_until(probe, colour_pub, array_to_image(header(1.0), image, "bgr8"), "class_mask", period=3.0)
     probe.wait_for(lambda: int(diagnostics_values(probe).get("clouds_skipped_no_depth", 0)) >= 1,
                    what="a skipped cloud in diagnostics")
     assert not probe.messages("points")
@@ -209,7 +209,8 @@ def test_lifecycle_transitions(tmp_path, probe, small_reference):
 
         assert transition(probe, Transition.TRANSITION_CONFIGURE)
         assert state(probe) == State.PRIMARY_STATE_INACTIVE
-        assert probe.node.count_publishers("/class_mask") == 1 and probe.node.count_subscribers("/image") == 0
+        probe.wait_for(lambda: probe.node.count_publishers("/class_mask") == 1, what="publishers made")
+        assert probe.node.count_subscribers("/image") == 0
 
         for cycle in range(2):  # cleanup, then configure, works again
             assert transition(probe, Transition.TRANSITION_ACTIVATE)

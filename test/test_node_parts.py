@@ -371,6 +371,6 @@ def test_cameras_share_concurrent_inference_threads_one_frame_each_in_order(orac
     for camera in cameras:
         assert camera.delivered == sorted(camera.delivered) and camera.delivered[-1] == 11, camera.delivered
     threads = {thread for _, thread, _, _ in log}
-    assert len(threads) == (3 if concurrent else 1), threads
+    assert len(threads) >= 2 if concurrent else len(threads) == 1, threads  # which threads: the OS's choice
     overlapping = any(a[3] > b[2] and b[3] > a[2] for a in log for b in log if a[0] != b[0])
     assert overlapping == concurrent

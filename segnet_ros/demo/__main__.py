@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(probe: Probe, output: Path, node: NodeProcess) -> int:
-    overlays = probe.messages("/demo/overlay")
+    timed = probe.timed("/demo/overlay")
+    overlays = [msg for _, msg in timed]
     masks = probe.messages("/demo/color_mask")
     if not overlays:
         print(f"demo: no overlay received; see {node.log_path}", file=sys.stderr)
@@ -86,8 +87,8 @@ def _report(probe: Probe, output: Path, node: NodeProcess) -> int:
         _save(output / f"overlay_{index}.png", msg)
     for index, msg in enumerate(masks[::step][:SAVED]):
         _save(output / f"color_mask_{index}.png", msg)
-    arrivals = probe.arrival["/demo/overlay"]
-    latencies = [1e3 * (a - stamp_of(m)) for a, m in zip(arrivals, overlays, strict=True)]
+    arrivals = [arrival for arrival, _ in timed]
+    latencies = [1e3 * (arrival - stamp_of(msg)) for arrival, msg in timed]
     span = arrivals[-1] - arrivals[0]
     rate = (len(arrivals) - 1) / span if span > 0 else 0.0
     diagnostics = probe.messages("/diagnostics")

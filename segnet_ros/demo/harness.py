@@ -129,8 +129,7 @@ class Probe:
         self.node = rclpy.create_node(name)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.received: dict[str, list] = {}
-        self.arrival: dict[str, list[float]] = {}
+        self._received: dict[str, list[tuple[float, object]]] = {}  # (arrival time, message), in order
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._running = True
@@ -145,13 +144,12 @@ class Probe:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         qos = qos or QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.received[topic] = []
-        self.arrival[topic] = []
+        self._received[topic] = []
 
         def keep(msg, topic=topic):
+            arrival = time.time()
             with self._lock:
-                self.received[topic].append(msg)
-                self.arrival[topic].append(time.time())
+                self._received[topic].append((arrival, msg))
 
         self.node.create_subscription(msg_type, topic, keep, qos, raw=raw)
 
@@ -163,7 +161,16 @@ class Probe:
 
     def messages(self, topic: str) -> list:
         with self._lock:
-            return list(self.received[topic])
+            return [msg for _, msg in self._received[topic]]
+
+    def timed(self, topic: str) -> list[tuple[float, object]]:
+        """(arrival time, message) of each message so far: one snapshot, so the two always pair up."""
+        with self._lock:
+            return list(self._received[topic])
+
+    def clear(self, topic: str) -> None:
+        with self._lock:
+            self._received[topic].clear()
 
     def wait_for(self, predicate, timeout: float = 20.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
