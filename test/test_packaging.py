@@ -88,6 +88,39 @@ def test_vision_msgs_copy_has_the_upstream_definitions():
     assert package.findtext("member_of_group") == "rosidl_interface_packages"
 
 
+def test_a_private_domain_is_one_no_other_run_on_this_machine_holds(tmp_path):
+    """Runs side by side (make test beside make test-jazzy) each reserve a domain: with all but one
+    held by this test, the child takes that one, and holds it while it lives."""
+    import fcntl
+
+    def lock(domain: int) -> int:
+        fd = os.open(tmp_path / f"segnet_ros_domain_{domain}.lock", os.O_WRONLY | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    held = [lock(domain) for domain in range(1, 101) if domain != 37]
+    code = ("import sys\n"
+            "from segnet_ros.demo.harness import private_ros_environment\n"
+            "print(private_ros_environment()['ROS_DOMAIN_ID'], flush=True)\n"
+            "sys.stdin.readline()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGNET_PRIVATE")}
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env={**env, "TMPDIR": str(tmp_path)})
+    try:
+        assert child.stdout.readline().strip() == "37"
+        with pytest.raises(BlockingIOError):
+            held.append(lock(37))
+    finally:
+        child.communicate("\n", timeout=30)
+        for fd in held:
+            os.close(fd)
+    assert child.returncode == 0
+
+
 @pytest.mark.parametrize("version, expected", [
     ("3.3.11", {"ROS_LOCALHOST_ONLY": "1"}),  # Humble: no discovery range yet
     ("7.1.6", {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}),  # Jazzy: ROS_LOCALHOST_ONLY is deprecated

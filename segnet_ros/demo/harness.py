@@ -16,6 +16,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,6 +50,35 @@ def _rclpy_major() -> int | None:
     return None
 
 
+_domain_lock: int | None = None  # held while this process lives: no other run on this machine takes its domain
+
+
+def _reserve_domain() -> int:
+    """A DDS domain (1..100) that no other run on this machine holds, by an flock per domain in the
+    temp folder: a ``make test`` beside a ``make test-jazzy`` never hears the other's topics. Where
+    nothing can be locked, a random one, as likely as any to be free."""
+    global _domain_lock
+    start = random.Random(os.getpid() ^ time.time_ns()).randint(1, 100)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return start
+    for offset in range(100):
+        domain = (start - 1 + offset) % 100 + 1
+        try:
+            fd = os.open(Path(tempfile.gettempdir()) / f"segnet_ros_domain_{domain}.lock", os.O_WRONLY | os.O_CREAT)
+        except OSError:  # another user's file, or no temp folder to write in
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another run holds it
+            os.close(fd)
+            continue
+        _domain_lock = fd  # not inherited (os.open's default): children share the domain, not the lock
+        return domain
+    return start
+
+
 def private_ros_environment() -> dict[str, str]:
     """Call before rclpy.init: one random DDS domain per process (children inherit it), loopback only.
 
@@ -58,7 +88,7 @@ def private_ros_environment() -> dict[str, str]:
     package.xml (or its wheel's metadata) without importing it; if it cannot be read, both are set.
     """
     if "SEGNET_PRIVATE_DOMAIN" not in os.environ:
-        os.environ["SEGNET_PRIVATE_DOMAIN"] = str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100))
+        os.environ["SEGNET_PRIVATE_DOMAIN"] = str(_reserve_domain())
     env = {"ROS_DOMAIN_ID": os.environ["SEGNET_PRIVATE_DOMAIN"], "PYTHONUNBUFFERED": "1"}
     major = _rclpy_major()
     if major is None or major < 4:  # Humble (rclpy 3.x) and older
