@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.errors import BackendError
+from .cpu import usable_cores
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
@@ -43,14 +43,6 @@ class BackendOptions:
             raise ValueError(f"callers must be >= 1, got {self.callers}")
         if self.dla_core < -1:
             raise ValueError(f"dla_core must be -1 (GPU) or a DLA core index, got {self.dla_core}")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity, as a container or taskset limits it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def threads_per_caller(options: BackendOptions) -> int:

@@ -67,11 +67,12 @@ def parse_cpuinfo(text: str, cores: int = 1) -> CpuInfo:
                    flags=frozenset(flag for flag in flags if flag in RELEVANT_FLAGS), cores=max(1, cores))
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, as a container or taskset limits it)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,4 +83,4 @@ def cpu_info() -> CpuInfo:
             text = handle.read()
     except OSError:
         text = ""
-    return parse_cpuinfo(text, _usable_cores())
+    return parse_cpuinfo(text, usable_cores())

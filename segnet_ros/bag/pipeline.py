@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backends.base import usable_cores
+from ..backends.cpu import usable_cores
 from ..core.decode import MAX_INPUT_PIXELS
 from ..core.errors import FrameError
 from ..core.outputs import IMAGE_OUTPUTS, MODEL_OUTPUTS, class_labels_text
