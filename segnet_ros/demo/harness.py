@@ -80,7 +80,8 @@ def _reserve_domain() -> int:
 
 
 def private_ros_environment() -> dict[str, str]:
-    """Call before rclpy.init: one random DDS domain per process (children inherit it), loopback only.
+    """Call before rclpy.init: one DDS domain per process that no other run here holds (children
+    inherit it), loopback only.
 
     Loopback-only discovery is ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST from Iron (rclpy 4) on and
     ROS_LOCALHOST_ONLY=1 on Humble, which has no discovery range; the old variable makes Jazzy's rcl
