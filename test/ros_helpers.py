@@ -68,8 +68,11 @@ def publish_until(probe: Probe, publisher, msg, topic: str, timeout: float = 30.
     stamp = stamp_of(msg)
 
     def answer():
-        return next((m for m in probe.messages(topic)[seen:]
-                     if not (isinstance(m, bytes | bytearray) or hasattr(m, "header")) or stamp_of(m) == stamp), None)
+        for m in probe.messages(topic)[seen:]:
+            stamped = isinstance(m, bytes | bytearray) or hasattr(m, "header")  # raw bytes start with the header
+            if not stamped or stamp_of(m) == stamp:
+                return m
+        return None
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
