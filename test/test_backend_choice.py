@@ -190,7 +190,7 @@ def test_the_int8_lookup_is_made_only_for_precision_auto(oracle_dir, monkeypatch
     from segnet_ros.backends import qdq
 
     looked_up = []
-    monkeypatch.setattr(qdq, "find_qdq_model", lambda onnx: looked_up.append(onnx))
+    monkeypatch.setattr(qdq, "vetted_qdq_model", lambda onnx: looked_up.append(onnx))
     onnx = ModelFiles.in_folder(oracle_dir).onnx
     backends.detect_facts("auto", BackendOptions(device="cpu", precision="fp32"), onnx)
     assert looked_up == []
@@ -203,14 +203,16 @@ def test_create_backend_follows_the_choice_and_logs_one_line(oracle_dir, monkeyp
     """An AVX2 machine without an INT8 model: ONNX Runtime FP32, whatever this machine really is."""
     monkeypatch.setattr(backends, "detect_facts", lambda *args, **kwargs: cpu_only(AVX2))
     model = load_model(ModelFiles.in_folder(oracle_dir))
-    with caplog.at_level(logging.INFO, logger="segnet_ros.backends"):
+    with caplog.at_level(logging.DEBUG, logger="segnet_ros.backends"):
         backend = create_backend(asked, model, BackendOptions(device="cpu"))
     assert (backend.name, backend.device, backend.precision) == ("onnxruntime", "cpu", "fp32")
-    lines = [r.message for r in caplog.records if r.name == "segnet_ros.backends"]
-    if asked == "auto":
-        assert len(lines) == 1 and lines[0].startswith("backend auto chose onnxruntime with precision fp32: "), lines
+    info = [r.message for r in caplog.records if r.name == "segnet_ros.backends" and r.levelno == logging.INFO]
+    debug = [r.message for r in caplog.records if r.name == "segnet_ros.backends" and r.levelno == logging.DEBUG]
+    if asked == "auto":  # one short line names what runs; the reason is for --verbose
+        assert info == ["backend auto chose onnxruntime (cpu, fp32)"]
+        assert len(debug) == 1 and debug[0].startswith("backend auto chose onnxruntime with precision fp32: "), debug
     else:  # a named backend running its own default (fp32) is no news: the CLI's error lines stay alone
-        assert lines == []
+        assert info == []
 
 
 def test_a_named_precision_is_not_announced(oracle_dir, caplog):

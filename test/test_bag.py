@@ -475,3 +475,35 @@ def test_workers_need_a_backend_that_takes_concurrent_calls(scenes, net, tmp_pat
             assert pipeline.run().frames == 9
             writer.finish()
     assert (tmp_path / "1" / "out" / "out.mcap").read_bytes() == (tmp_path / "3" / "out" / "out.mcap").read_bytes()
+
+
+def test_a_humble_bags_root_topics_are_both_segmented_each_in_its_own_namespace(tmp_path):
+    """/image (rgb8) and /compressed_image (jpeg) in the root: only <raw>/compressed is a twin."""
+    from segnet_ros.bag.reader import BagReader
+    from segnet_ros.bag.topics import plan_topics
+
+    image, compressed = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
+    _camera_bag(tmp_path / "humble", {"/image": (image, "rgb8"), "/compressed_image": (compressed, ""),
+                                      "/rgb16": (image, "rgb16")})
+    with BagReader(tmp_path / "humble") as reader:
+        plans, notes = plan_topics(reader, [])
+    assert sorted((p.topic.name, p.namespace) for p in plans) == [("/compressed_image", "/compressed_image"),
+                                                                 ("/image", "")]
+    assert any(n.startswith("/compressed_image shares / with another image topic: its outputs go to "
+                            "/compressed_image/*") for n in notes), notes
+    assert any(n.startswith("not segmenting /rgb16: its encoding rgb16 is not supported (supported: rgb8, ")
+               for n in notes), notes
+
+
+def test_a_topic_none_of_whose_frames_can_be_segmented_is_a_failure(oracle_dir, tmp_path, capsys):
+    """A script must not take "0 frames segmented" for success; with nothing at all, nothing is written."""
+    scene = write_scene(tmp_path / "bad", front=3, rear=2, bad_front=(0, 1, 2))
+    assert bag(oracle_dir, scene.path, tmp_path / "out", "--topic", FRONT) == 1
+    err = capsys.readouterr().err
+    assert f"segnet-ros: error: no frame of {FRONT} (3 bad frames: unsupported encoding 'yuv444'" in err
+    assert err.rstrip().endswith("; nothing written") and not (tmp_path / "out").exists()
+    # the rear camera's frames are fine: its outputs are written, and the status still says what failed
+    assert bag(oracle_dir, scene.path, tmp_path / "both", "--topic", FRONT, "--topic", REAR) == 1
+    err = capsys.readouterr().err
+    assert f"no frame of {FRONT} (3 bad frames" in err and (tmp_path / "both").is_dir()
+    assert err.rstrip().endswith(f"; {tmp_path / 'both'} holds the other topics")

@@ -227,3 +227,62 @@ def test_progress_bar_rendering():
     quiet = io.StringIO()
     Progress(4, stream=quiet, enabled=False).update()
     assert quiet.getvalue() == ""
+
+
+def test_an_unquoted_glob_never_overwrites_an_image(oracle_dir, two_images, tmp_path):
+    """'segment two/*.png' unquoted is 'segment two/a.png two/b.png': b.png must survive."""
+    a, b = two_images / "a.png", two_images / "b.png"
+    before = b.read_bytes()
+    result = run_cli("segment", str(a), str(b), *model_args(oracle_dir))
+    assert result.returncode == 1 and b.read_bytes() == before
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"segnet-ros: error: output '{b}' exists; pass --overwrite to replace it, or choose another output "
+        "(a glob the shell expanded? quote it: 'dir/*.png')")
+    assert run_cli("segment", str(a), str(b), "--overwrite", *model_args(oracle_dir)).returncode == 0
+    assert b.read_bytes() != before  # --overwrite replaces another file...
+    before = a.read_bytes()
+    for args in ([str(a), str(a)], [str(two_images), str(two_images)]):  # ...but never an input
+        result = run_cli("segment", *args, "--overwrite", *model_args(oracle_dir))
+        assert result.returncode == 1 and "is one of the inputs" in result.stderr and a.read_bytes() == before
+
+
+def test_an_existing_output_folder_file_is_refused_before_anything_is_written(oracle_dir, two_images, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"mine")
+    result = run_cli("segment", str(two_images), str(out), *model_args(oracle_dir))
+    assert result.returncode == 1 and f"output '{out / 'b.png'}' exists; pass --overwrite" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]  # a.png was not written first
+
+
+def test_an_unknown_output_extension_is_refused(oracle_dir, scene, tmp_path):
+    result = run_cli("segment", str(scene[0]), str(tmp_path / "out.xyz"), *model_args(oracle_dir))
+    assert result.returncode == 1 and "output '" in result.stderr and "has an unknown extension '.xyz'" in result.stderr
+    assert not (tmp_path / "out.xyz").exists()
+    result = run_cli("segment", str(scene[0]), str(tmp_path / "out.v2") + "/", *model_args(oracle_dir))
+    assert result.returncode == 0 and (tmp_path / "out.v2" / scene[0].name).is_file()  # a folder, said so by '/'
+
+
+def test_a_precision_the_cpu_cannot_run_is_exactly_one_line(oracle_dir, scene):
+    result = run_cli("segment", str(scene[0]), *model_args(oracle_dir), "--device", "cpu", "--precision", "fp16")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("segnet-ros: error: ONNX Runtime runs precision fp32 or int8, not fp16")
+
+
+def test_an_ignore_class_that_names_no_class_is_refused_in_the_nodes_words(oracle_dir, scene):
+    args = [a if a != "none" else "viod" for a in model_args(oracle_dir)]
+    result = run_cli("segment", str(scene[0]), *args)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("segnet-ros: error: ignore_class 'viod' names no class of oracle")
+
+
+def test_every_run_names_what_ran_and_the_default_model_is_the_nodes(oracle_dir, scene):
+    from segnet_ros.node.params import BY_NAME
+
+    result = run_cli("segment", str(scene[0]), *model_args(oracle_dir))
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "segnet-ros: backend auto chose onnxruntime (cpu, fp32)" and len(lines[0]) < 80
+    assert " on onnxruntime (cpu, fp32) in " in lines[-1]
+    for command in ("segment", "bag", "quantize", "nav2-params"):
+        text = " ".join(run_cli(command, "--help").stdout.split())
+        assert f"--network NETWORK model name (default {BY_NAME['model'].default}," in text, command

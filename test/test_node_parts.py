@@ -16,9 +16,11 @@ from std_msgs.msg import Header
 
 from segnet_ros.core.decode import SUPPORTED_ENCODINGS, compressed_to_array, image_to_array
 from segnet_ros.core.errors import FrameError
+from segnet_ros.node.camera import health
 from segnet_ros.node.conversions import array_to_image, scale_camera_info
-from segnet_ros.node.params import BY_NAME, DYNAMIC, PARAMS, check
-from segnet_ros.node.pipeline import LatestSlot, PipelineStats, Stages
+from segnet_ros.node.params import BY_NAME, DYNAMIC, PARAMS, check, unknown_parameters
+from segnet_ros.node.pipeline import LatestSlot, LossCounter, PipelineStats, Stages
+from segnet_ros.node.qos import follow_publishers
 from segnet_ros.node.segnet_node import INPUT_TOPICS, OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,3 +376,54 @@ def test_cameras_share_concurrent_inference_threads_one_frame_each_in_order(orac
     assert len(threads) >= 2 if concurrent else len(threads) == 1, threads  # which threads: the OS's choice
     overlapping = any(a[3] > b[2] and b[3] > a[2] for a in log for b in log if a[0] != b[0])
     assert overlapping == concurrent
+
+
+def test_losses_are_the_gaps_in_each_publishers_sequence_numbers():
+    losses = LossCounter()
+    for number in (1, 2, 5, 6):  # 3 and 4 never came
+        losses.sequence(b"camera", number)
+    for number in (10, 11, 13):  # another publisher on the topic numbers its own messages
+        losses.sequence(b"other", number)
+    losses.sequence(b"camera", 1)  # a restarted camera starts again: nothing lost
+    losses.sequence(b"camera", 2)
+    assert losses.lost == 3
+
+
+def test_without_sequence_numbers_losses_are_stamp_gaps_against_the_cameras_period():
+    losses = LossCounter()
+    period = 33_333_333  # 30 Hz
+    stamps = [i * period + (i % 3) * 1_000_000 for i in range(10)]  # jitter of a millisecond or two
+    last = stamps[-1]
+    stamps += [last + 3 * period, last + 4 * period]  # two frames missing, then the next one
+    stamps += [last + 8 * period]  # three more missing
+    for stamp in stamps:
+        losses.stamp(stamp)
+    assert losses.lost == 5
+    losses.stamp(stamps[0])  # a stamp that goes back (a replayed bag): no loss, and no period from it
+    losses.stamp(0)  # a camera that does not stamp
+    assert losses.lost == 5
+
+
+def test_the_input_follows_the_publishers_reliability():
+    from rclpy.qos import ReliabilityPolicy
+
+    assert follow_publishers([ReliabilityPolicy.RELIABLE, ReliabilityPolicy.RELIABLE]) == "reliable"
+    assert follow_publishers([ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT]) == "best_effort"
+    assert follow_publishers([]) == "best_effort"  # none yet: hear whichever comes (then looked at again)
+
+
+def test_unknown_parameters_are_named_with_the_closest_declared_one():
+    given = {"overlay_alpah": 1, "mask_sise": "grid", "model": "x", "use_sim_time": True, "zzz_what": 1,
+             "qos_overrides./image.subscription.reliability": "reliable"}
+    assert unknown_parameters(given) == [("overlay_alpah", "overlay_alpha"), ("mask_sise", "mask_size"),
+                                         ("zzz_what", None)]
+
+
+def test_the_status_warns_when_bad_frames_come_or_losses_dominate():
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    before = (100, 90, 0, 0)  # received, processed, bad, lost at the last report
+    assert health(130, 120, 0, 1, before) == (DiagnosticStatus.OK, "")  # 1 of 31 lost: within LOSS_WARN
+    assert health(130, 120, 0, 10, before) == (DiagnosticStatus.WARN,
+                                                "10 of 40 frames lost in transport since last report")
+    assert health(110, 90, 10, 0, before) == (DiagnosticStatus.WARN, "10 bad since last report, none processed")

@@ -107,11 +107,12 @@ def test_bf16_runs_where_the_cpu_has_it(oracle_model, rng, caplog):
         with pytest.raises(BackendError, match="bf16: not native on this CPU"):
             OpenVinoBackend(oracle_model, BackendOptions(precision="bf16"))
         return
-    with caplog.at_level(logging.INFO, logger="segnet_ros.backends"):  # precision auto means bf16 here
+    with caplog.at_level(logging.DEBUG, logger="segnet_ros.backends"):  # precision auto means bf16 here
         assert create_backend("openvino", oracle_model).precision == "bf16"
     flags = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in cpu_facts.cpu_info().flags)
     assert [r.message for r in caplog.records if r.name == "segnet_ros.backends"] == [
-        f"precision auto chose bf16 on openvino: no INT8 model is installed; this CPU has native BF16 ({flags})"]
+        f"precision auto chose bf16 on openvino: no INT8 model is installed; this CPU has native BF16 ({flags})",
+        "precision auto chose openvino (cpu, bf16)"]
     backend = OpenVinoBackend(oracle_model, BackendOptions(precision="bf16"))
     assert (backend.precision, backend.describe()) == ("bf16", "openvino (cpu, bf16)")
     assert str(backend._compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'bfloat16'>"
@@ -144,7 +145,7 @@ def test_int8_runs_the_installed_qdq_model_and_keeps_the_oracle_grid(oracle_mode
         grid = classify(backend.run(tensor))[0]
         np.testing.assert_array_equal(grid, grid_of(image, 8, 4))
         np.testing.assert_array_equal(grid, classify(ort.run(tensor))[0])
-    with caplog.at_level(logging.INFO, logger="segnet_ros.backends"):  # auto now takes the INT8 model
+    with caplog.at_level(logging.DEBUG, logger="segnet_ros.backends"):  # auto now takes the INT8 model
         chosen = create_backend("auto", oracle_model, BackendOptions(device="cpu"))
     assert (chosen.name, chosen.precision) == ("openvino", "int8")
     assert any(r.message.startswith("backend auto chose openvino with precision int8: device 'cpu' was asked for; "
@@ -176,10 +177,11 @@ def test_missing_openvino_is_a_clear_error_and_auto_does_without_it(oracle_model
     monkeypatch.setitem(sys.modules, "openvino", None)  # what a machine without OpenVINO looks like
     with pytest.raises(BackendError, match=r"OpenVINO is not installed; install it with 'pip install openvino'"):
         create_backend("openvino", oracle_model, BackendOptions(precision="fp32"))
-    with caplog.at_level(logging.INFO, logger="segnet_ros.backends"):
+    with caplog.at_level(logging.DEBUG, logger="segnet_ros.backends"):
         backend = create_backend("auto", oracle_model, BackendOptions(device="cpu"))
     assert (backend.name, backend.precision) == ("onnxruntime", "fp32")
-    lines = [r.message for r in caplog.records if r.message.startswith("backend auto chose")]
+    lines = [r.message for r in caplog.records
+             if r.message.startswith("backend auto chose") and r.levelno == logging.DEBUG]
     assert len(lines) == 1 and lines[0].startswith("backend auto chose onnxruntime with precision fp32: device 'cpu'")
     if NATIVE_BF16:  # the one thing it could not have: native BF16 needs OpenVINO, and says so
         assert "native BF16 needs OpenVINO (OpenVINO is not installed" in lines[0]

@@ -3,11 +3,14 @@ gate, and every mistake as one error line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from segnet_ros.backends import qdq
+from segnet_ros.demo.scenes import street_frame, street_frames
 
 from conftest import run_cli
 
@@ -27,8 +30,6 @@ def one_error_line(result) -> str:
 
 
 def street_video(path, count: int = 8):
-    from segnet_ros.demo.scenes import street_frames
-
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
     for frame in street_frames(count, W, H):
         writer.write(frame)
@@ -49,9 +50,41 @@ def test_reference_network_from_a_video_reports_agreement_and_the_gate_refuses(s
     assert 50.0 < percent < 100.0  # untrained weights: a lower bound, far from the trained models' figure
     forced = run_cli(*args, "--min-agreement", "100", "--force", env=cache_env)
     assert forced.returncode == 0, forced.stderr
-    assert "installed (below --min-agreement 100: --force): " in forced.stdout
-    installed = forced.stdout.split(": --force): ")[1].split()[0]
+    assert ("installed (below --min-agreement 100: --force; precision auto will not pick it, --precision int8 "
+            "runs it): ") in forced.stdout
+    installed = forced.stdout.split("runs it): ")[1].split()[0]
     assert installed.startswith(cache_env["SEGNET_ROS_CACHE"]) and installed.endswith(".onnx")
+
+    # a forced model is never auto's choice: only --precision int8 runs it; every run names its precision
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), street_frame(0, W, H))
+    segment = ("segment", str(image), "--model", str(small_reference.onnx), "--backend", "onnxruntime",
+               "--device", "cpu", "--no-progress")
+    auto = run_cli(*segment, env=cache_env)
+    assert auto.returncode == 0 and "on onnxruntime (cpu, fp32)" in auto.stderr, auto.stderr
+    int8 = run_cli(*segment, "--precision", "int8", env=cache_env)
+    assert int8.returncode == 0 and "on onnxruntime (cpu, int8)" in int8.stderr, int8.stderr
+
+    # models lists it (auto does not pick it) and removes it
+    name = small_reference.onnx.parent.name  # what --model calls a model: its folder
+    listing = run_cli("models", "list", env=cache_env)
+    rows = [line.split() for line in listing.stdout.splitlines() if line.startswith(f"{name} ")]
+    assert rows == [[name, "cpu", rows[0][2], "no", "(--force)", installed]], listing.stdout
+    removed = run_cli("models", "remove", name, "--int8", env=cache_env)
+    assert removed.returncode == 0 and removed.stdout.startswith(f"removed the INT8 models of {name} from ")
+    assert not Path(installed).exists()
+    assert "INT8 models made by" not in run_cli("models", "list", env=cache_env).stdout
+    again = run_cli("models", "remove", name, "--int8", env=cache_env)
+    assert one_error_line(again) == (f"segnet-ros: error: no INT8 model of {name} is installed "
+                                     "('segnet-ros models list' shows them)")
+
+
+def test_the_reference_network_says_why_it_cannot_pass(tmp_path, cache_env):
+    video = street_video(tmp_path / "street.avi")
+    refused = run_cli("quantize", "--network", "reference-128x64", "--reduce-range", "off", str(video),
+                      env=cache_env)
+    line = one_error_line(refused)
+    assert "That is expected of the untrained reference network" in line and "nothing installed" in line
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from segnet_ros.backends import create_backend
-from segnet_ros.core.errors import FrameError
+from segnet_ros.core.errors import FrameError, SettingsError
 from segnet_ros.core.model import ModelFiles, load_model
 from segnet_ros.core.preprocess import Preprocessor
 from segnet_ros.core.segnet import SegNet
@@ -90,14 +90,12 @@ def test_confidence_is_the_softmax_of_the_networks_logits(net, rng):
     assert (confidence[::2, ::2] == confidence[1::2, 1::2]).all()  # nearest: each cell covers 2x2 pixels
 
 
-def test_a_misspelt_ignore_class_is_reported(net, caplog):
-    with caplog.at_level("WARNING", logger="segnet_ros"):
+def test_a_misspelt_ignore_class_is_refused_and_changes_nothing(net):
+    with pytest.raises(SettingsError, match="ignore_class 'viod' names no class of .*; its classes: void, red"):
         net.update_settings(ignore_class="viod")
-    assert "ignore_class 'viod' names no class" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="segnet_ros"):
-        net.update_settings(ignore_class="red")
-    assert caplog.text == ""
+    assert net.settings.ignore_class == "void"
+    for name in ("red", "", "none", "NONE"):  # a class, or nothing ignored
+        assert net.update_settings(ignore_class=name).ignore_class == name
 
 
 @pytest.mark.parametrize("max_batch", [1, 2, 3])

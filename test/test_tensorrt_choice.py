@@ -36,11 +36,13 @@ def ort_cuda(monkeypatch):
 
 def auto(model, caplog, **options):
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="segnet_ros.backends"), warnings.catch_warnings():
+    with caplog.at_level(logging.DEBUG, logger="segnet_ros.backends"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ONNX Runtime warns when asked for a provider it lacks
         backend = create_backend("auto", model, BackendOptions(**options))
     choices = [r for r in caplog.records if r.message.startswith("backend auto chose")]
-    assert len(choices) == 1 and choices[0].levelno == logging.INFO
+    # the reason at debug level (--verbose), then one short line of what runs
+    assert [r.levelno for r in choices] == [logging.DEBUG, logging.INFO]
+    assert choices[1].message == f"backend auto chose {backend.describe()}"
     return backend, choices[0].message
 
 

@@ -105,6 +105,9 @@ def test_segment_auto_logs_its_choice(oracle_dir, cli, tmp_path):
     cv2.imwrite(str(image), np.zeros((128, 256, 3), np.uint8))
     result = cli("segment", str(image), *model_args(oracle_dir, "--no-progress"))
     assert result.returncode == 0, result.stderr
+    assert "segnet-ros: backend auto chose tensorrt (Fake Orin GPU, fp16)\n" in result.stderr
+    assert "TensorRT 10.3.0 and CUDA device" not in result.stderr  # the reason is for --verbose
+    result = cli("segment", str(image), *model_args(oracle_dir, "--no-progress", "--verbose"))
     assert "segnet-ros: backend auto chose tensorrt: TensorRT 10.3.0 and CUDA device 'Fake Orin'" in result.stderr
 
 

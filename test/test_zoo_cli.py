@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,8 +40,10 @@ def _listing(result) -> dict[str, list[str]]:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "DATASET", "INPUT", "CLASSES", "INSTALLED"]
+    # the built-in untrained network first, which every command takes offline as --network reference
+    assert lines[1].split()[0] == "reference" and lines[1].split()[-4:] == ["512x256", "21", "built", "in"]
     rows = {}
-    for line in lines[1:12]:
+    for line in lines[2:13]:
         name = line.split()[0]
         model = lookup(name)
         rest = line[len(name):].strip()
@@ -73,6 +76,8 @@ def test_list_tells_the_truth_about_what_is_installed(archives, zoo_dirs):
     result = run_cli("models", "list")
     assert _listing(result)[voc.name] == "-"
     assert result.stdout.splitlines()[-1] == f"model folder: {zoo_dirs.models} (--model-dir, $SEGNET_ROS_MODELS)"
+    result = run_cli("models", "path", "reference")  # built in: its folder, made on first use
+    assert result.returncode == 0 and (Path(result.stdout.strip()) / "fcn_resnet18.onnx").is_file(), result.stderr
 
 
 def test_installed_archive_runs_by_name(archives, zoo_dirs, tmp_path):

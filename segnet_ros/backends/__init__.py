@@ -190,9 +190,9 @@ def detect_facts(backend: str, options: BackendOptions, onnx: Path | None = None
         facts = replace(facts, openvino=openvino, openvino_missing=missing or facts.openvino_missing,
                         onnxruntime=importlib.util.find_spec("onnxruntime") is not None)
     if (options.precision == "auto" or everything) and onnx is not None:
-        from .qdq import find_qdq_model
+        from .qdq import vetted_qdq_model
 
-        facts = replace(facts, int8_model=find_qdq_model(onnx) is not None)
+        facts = replace(facts, int8_model=vetted_qdq_model(onnx) is not None)
     return facts
 
 
@@ -204,15 +204,24 @@ def choose_backend(options: BackendOptions = BackendOptions()) -> tuple[str, str
 
 def create_backend(name: str, model: Model, options: BackendOptions = BackendOptions()) -> Backend:
     """Create the backend called ``name`` for ``model``. ``auto`` (backend, or a CPU backend's precision)
-    is decided by :func:`choose` and logged in one line with the reason (for a named backend, only when
-    auto means more than its fp32)."""
+    is decided by :func:`choose`: once the backend runs, one short line names what auto chose; the
+    reason is logged at debug level (the CLI's ``--verbose``), so a failure is the only line it prints."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got '{name}'")
+    chose = ""
     if name == "auto" or (name in CPU_BACKENDS and options.precision == "auto"):
         choice = choose(detect_facts(name, options, model.files.onnx), options.device, options.precision, name)
-        if name == "auto" or choice.precision not in ("fp32", options.precision):  # a named backend's own default
-            log.info("%s", choice.log_line(name, options.precision))  # (fp32) is no news: said only when it differs
+        log.debug("%s", choice.log_line(name, options.precision))
+        # a named backend running its own default (fp32) is no news: the CLI's error lines stay alone
+        chose = "backend" if name == "auto" else "precision" if choice.precision != "fp32" else ""
         name, options = choice.backend, replace(options, precision=choice.precision)
+    backend = _create(name, model, options)
+    if chose:
+        log.info("%s auto chose %s", chose, backend.describe())
+    return backend
+
+
+def _create(name: str, model: Model, options: BackendOptions) -> Backend:
     if name == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
 

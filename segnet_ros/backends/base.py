@@ -84,4 +84,5 @@ class Backend(ABC):
         """Release resources; the backend is unusable afterwards."""
 
     def describe(self) -> str:
-        return f"{self.name} ({self.device})"
+        """What runs, where, at which precision: ``onnxruntime (cpu, fp32)``."""
+        return f"{self.name} ({self.device}, {self.precision})"

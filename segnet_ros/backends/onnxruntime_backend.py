@@ -186,8 +186,5 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"model produced {logits.shape}; expected {expected}")
         return logits
 
-    def describe(self) -> str:
-        return f"{self.name} ({self.device}, {self.precision})" if self.precision != "fp32" else super().describe()
-
     def close(self) -> None:
         self._session = None

@@ -180,5 +180,3 @@ class OpenVinoBackend(Backend):
         self._request = None
         self._compiled = None
 
-    def describe(self) -> str:
-        return f"{self.name} ({self.device}, {self.precision})"

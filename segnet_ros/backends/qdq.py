@@ -125,6 +125,60 @@ def find_qdq_model(onnx: Path, directory: Path | None = None, target: str = "cpu
     return path
 
 
+def vetted_qdq_model(onnx: Path, directory: Path | None = None) -> Path | None:
+    """The installed INT8 model of ``onnx`` that ``precision auto`` may pick: one that passed quantize's
+    agreement check (and its accuracy check, where one was made), not one installed with --force."""
+    path = find_qdq_model(onnx, directory)
+    if path is None:
+        return None
+    note = _read_json(path.parent / INDEX) or {}
+    if note.get("forced", True) or note.get("accuracy_passed") is False:
+        log.debug("auto skips the INT8 model %s: it was installed with --force", path)
+        return None
+    return path
+
+
+@dataclass(frozen=True)
+class InstalledQdq:
+    """One installed INT8 model, as ``segnet-ros models list`` shows it."""
+
+    model: str  # the FP32 model's name
+    target: str
+    agreement: float | None  # percent of held-out cells equal to FP32
+    forced: bool
+    path: Path
+
+
+def installed_qdq_models(directory: Path | None = None) -> list[InstalledQdq]:
+    """Every INT8 model an index names, by model name and target."""
+    found = []
+    for folder in sorted(p for p in (directory or default_qdq_dir()).glob("*") if p.is_dir()):
+        for target in TARGETS:
+            note = _read_json(folder / index_name(target))
+            if note is None or not isinstance(note.get("file"), str):
+                continue
+            agreement = note.get("agreement_percent")
+            found.append(InstalledQdq(str(note.get("model", "?")), target,
+                                      float(agreement) if isinstance(agreement, (int, float)) else None,
+                                      bool(note.get("forced", True)), folder / Path(note["file"]).name))
+    return sorted(found, key=lambda m: (m.model, m.target))
+
+
+def remove_qdq_models(model: str, directory: Path | None = None) -> list[Path]:
+    """Delete the INT8 models (every target, every kept candidate) made from the model called ``model``;
+    the folders removed."""
+    import shutil
+
+    folders = sorted({m.path.parent for m in installed_qdq_models(directory) if m.model == model})
+    for folder in folders:
+        with exclusive_lock(folder / ".lock", f"another process is using the INT8 models in {folder}; waiting"):
+            for item in folder.iterdir():
+                if item.name != ".lock":
+                    item.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+    return folders
+
+
 def installed_note(onnx: Path, directory: Path | None = None, target: str = "cpu") -> dict | None:
     """What the index says about the installed model of ``onnx`` (agreement, key, CPU), or None."""
     path = find_qdq_model(onnx, directory, target)

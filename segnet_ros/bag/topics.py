@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.decode import is_supported
+from ..core.decode import SUPPORTED_ENCODINGS, is_supported
 from ..core.outputs import OUTPUTS
 from .reader import BagReader, Topic
 from .typestore import BagError
@@ -61,16 +61,40 @@ def _skip_reason(reader: BagReader, topic: Topic) -> str | None:
         return None
     first = reader.first(topic.name)
     if first is not None and not is_supported(first.encoding):
-        return f"its encoding {first.encoding} is not a colour image encoding"
+        return f"its encoding {first.encoding} is not supported (supported: {', '.join(SUPPORTED_ENCODINGS)})"
     return None
+
+
+def _raw_twin(topic: str) -> str:
+    """The raw topic whose image_transport twin ``topic`` would be: ``/cam/image_raw/compressed`` ->
+    ``/cam/image_raw`` ("" for a topic not named ``.../compressed``)."""
+    head, _, tail = topic.rstrip("/").rpartition("/")
+    return head if tail in TRANSPORT_SUFFIXES and head else ""
+
+
+def _separate(plans: list[TopicPlan], notes: list[str]) -> list[TopicPlan]:
+    """Topics the automatic choice put in one namespace (``/image`` and ``/compressed_image`` both in
+    the root) each get a namespace of their own, their topic's name, saying so; the first keeps its."""
+    seen: set[str] = set()
+    separated = []
+    for plan in sorted(plans, key=lambda p: p.topic.compressed):  # a raw topic keeps its namespace first
+        if plan.namespace in seen:
+            moved = TopicPlan(plan.topic, plan.topic.name.rstrip("/"))
+            notes.append(f"{plan.topic.name} shares {plan.namespace or '/'} with another image topic: its outputs "
+                         f"go to {moved.namespace}/* (choose with --topic {plan.topic.name}:=NAMESPACE)")
+            plan = moved
+        seen.add(plan.namespace)
+        separated.append(plan)
+    return separated
 
 
 def plan_topics(reader: BagReader, requested: list[tuple[str, str | None]]) -> tuple[list[TopicPlan], list[str]]:
     """The topics to segment, and notes on what was left out (automatic choice only).
 
     Named topics must exist and be images. With none named, every image topic is taken, except depth
-    images and the compressed twin of a raw topic in the same namespace; two topics that would still
-    write the same outputs are an error that says how to separate them.
+    images and ``<raw>/compressed``, image_transport's twin of a raw topic taken; topics that would still
+    share a namespace get their own (a note says where). Named topics that would write the same
+    outputs are an error that says how to separate them.
     """
     notes: list[str] = []
     plans: list[TopicPlan] = []
@@ -92,11 +116,12 @@ def plan_topics(reader: BagReader, requested: list[tuple[str, str | None]]) -> t
                 notes.append(f"not segmenting {topic.name}: {reason} (name it with --topic to segment it anyway)")
                 continue
             plans.append(TopicPlan(topic, namespace_of(topic.name, topic.compressed)))
-        raw_namespaces = {p.namespace for p in plans if not p.topic.compressed}
-        for plan in [p for p in plans if p.topic.compressed and p.namespace in raw_namespaces]:
-            plans.remove(plan)
-            notes.append(f"not segmenting {plan.topic.name}: the raw images of {plan.namespace or '/'} are "
+        raw_names = {p.topic.name for p in plans if not p.topic.compressed}
+        for plan in [p for p in plans if p.topic.compressed and _raw_twin(p.topic.name) in raw_names]:
+            plans.remove(plan)  # image_transport's <raw>/compressed: the same camera twice
+            notes.append(f"not segmenting {plan.topic.name}: the raw images of {_raw_twin(plan.topic.name)} are "
                          "segmented instead (name it with --topic to choose it)")
+        plans = _separate(plans, notes)
         if not plans:
             raise BagError(f"bag '{reader.path}' has no colour image topics (sensor_msgs/Image or CompressedImage)"
                            + (f"; {'; '.join(notes)}" if notes else ""))

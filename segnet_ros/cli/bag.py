@@ -145,7 +145,7 @@ class VideoTrack:
         steps = np.diff(np.array([t for t, _ in self._held], dtype=np.float64))
         steps = steps[steps > 0]
         self.fps = round(1e9 / float(np.median(steps)), 3) if steps.size else DEFAULT_FPS
-        self._sink = Sink(str(self._partial), Source([], fps=self.fps, count=0))
+        self._sink = Sink(str(self._partial), Source([], fps=self.fps, count=0), overwrite=True)
         for _, picture in self._held:
             self._sink.write("", picture)
         self._held = []
@@ -234,8 +234,9 @@ def run(args: argparse.Namespace) -> int:
                                f"{', '.join(p.topic.name for p in plans)}")
             track = VideoTrack(video, name, args.visualize)
         model = load_from_args(args)
+        rendering = segnet_settings(args, model)
         backend = create_backend(args.backend, model, replace(backend_options(args), callers=workers))
-        net = SegNet(model, backend, segnet_settings(args))
+        net = SegNet(model, backend, rendering)
         progress = BagProgress(sum(p.topic.count for p in plans), enabled=None if args.progress else False)
 
         def on_frame(plan, timestamp, segmentation) -> None:
@@ -250,6 +251,10 @@ def run(args: argparse.Namespace) -> int:
             for note in notes + pipeline.notes:
                 print(f"segnet-ros: {note}", file=sys.stderr)
             summary = pipeline.run(on_frame)
+            empty = [result for result in summary.results if result.frames == 0]
+            if len(empty) == len(summary.results):  # nothing at all: no output either
+                print(summary_text(summary, net.class_names, summary.seconds))
+                raise BagError(_nothing_segmented(empty) + "; nothing written")
             writer.finish()
             if track is not None:
                 track.finish()
@@ -267,4 +272,16 @@ def run(args: argparse.Namespace) -> int:
     threads = f", {pipeline.workers} inference threads" if pipeline.workers > 1 else ""
     print(f"segnet-ros: wrote {output} with {model.name} on {net.backend.describe()}{threads}{where}",
           file=sys.stderr)
+    if empty:  # a script must not take a topic with no segmentation for success
+        raise BagError(_nothing_segmented(empty) + f"; {output} holds the other topics")
     return 0
+
+
+def _nothing_segmented(results) -> str:
+    """The error for topics none of whose frames could be segmented, with the commonest reason."""
+    parts = []
+    for result in results:
+        reason = result.reasons.most_common(1)
+        parts.append(f"{result.plan.topic.name} ({result.bad} bad frame{'s' if result.bad != 1 else ''}"
+                     + (f": {reason[0][0]}" if reason else "") + ")")
+    return f"no frame of {', '.join(parts)} could be segmented"

@@ -89,9 +89,10 @@ def add_parser(subparsers) -> None:
         description="Time the bare inference of every backend and precision that can run on this machine, "
                     "taking turns frame by frame (warm-up excluded; median and p95), list the ones that "
                     "cannot run with the reason, show the CPU's flags and which row 'auto' picks, and time "
-                    "pre-processing and rendering at the camera's size. Default model: the built-in "
-                    "reference network, FCN-ResNet18 at 512x256 (the same work as any trained one of that size).")
-    add_model_file_arguments(parser, default_network="reference")
+                    "pre-processing and rendering at the camera's size. Default model: the default model "
+                    "where it is installed, else the built-in reference network, FCN-ResNet18 at 512x256 (the "
+                    "same work as any trained one of that size).")
+    add_model_file_arguments(parser, fallback=True)
     group = parser.add_argument_group("benchmark")
     group.add_argument("--runs", type=int_in_range(1, "a number of timed runs 1..10000", 10000), default=30,
                        help="timed runs per row (default 30)")

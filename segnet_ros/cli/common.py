@@ -11,14 +11,15 @@ from pathlib import Path
 
 from ..backends import BACKENDS, BackendOptions, create_backend
 from ..backends.base import DEVICES, PRECISIONS
+from ..core.errors import SettingsError
 from ..core.model import Model, ModelFiles, load_model
 from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
-from ..core.segnet import SegNetSettings
+from ..core.segnet import SegNetSettings, ignore_class_problem
 from ..selection import select_model
+from ..zoo import DEFAULT_NETWORK, installed_or_reference
 from ..zoo.locations import MODELS_ENV
 
-DEFAULT_NETWORK = "fcn-resnet18-voc"
 INT32_MAX = 2**31 - 1  # what the C++ libraries behind our options take
 
 
@@ -87,24 +88,31 @@ def add_rendering_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--filter-mode", "--filter_mode", dest="filter_mode", choices=FILTER_MODES,
                        default="linear", help="colour filtering (default linear)")
     group.add_argument("--ignore-class", "--ignore_class", dest="ignore_class", default="void",
-                       help="class never chosen (default void)")
+                       help="class never chosen (default void; none: no class)")
     group.add_argument("--alpha", type=alpha, default=150, help="overlay alpha 0..255 (default 150)")
     group.add_argument("--resize", choices=RESIZE_METHODS, default="linear",
                        help="pre-processing resize (default linear; nearest matches jetson-inference exactly)")
     return group
 
 
-def segnet_settings(args: argparse.Namespace) -> SegNetSettings:
+def segnet_settings(args: argparse.Namespace, model: Model | None = None) -> SegNetSettings:
+    """The rendering settings; with ``model``, checked against its classes (before a backend is built,
+    so a typo costs nothing and is the run's only line)."""
+    if model is not None and (reason := ignore_class_problem(model.classes.names, args.ignore_class, model.name)):
+        raise SettingsError(reason)
     return SegNetSettings(resize=args.resize, filter_mode=args.filter_mode, overlay_alpha=args.alpha,
                           ignore_class=args.ignore_class)
 
 
-def add_model_file_arguments(parser: argparse.ArgumentParser, default_network: str = DEFAULT_NETWORK) -> None:
-    """The arguments that name a model's files (what :func:`model_files` reads)."""
+def add_model_file_arguments(parser: argparse.ArgumentParser, fallback: bool = False) -> None:
+    """The arguments that name a model's files (what :func:`model_files` reads). ``fallback``: without
+    --network, the default model only where it is installed, else the reference network."""
     group = parser.add_argument_group("model")
-    group.add_argument("--network", default=default_network,
-                       help=f"model name (default {default_network}; 'segnet-ros models list' shows them all; "
-                            "'reference' is the untrained built-in)")
+    default = (f"{DEFAULT_NETWORK} where it is installed, else the untrained built-in 'reference' (the same "
+               "work)") if fallback else f"{DEFAULT_NETWORK}, downloaded once with 'segnet-ros models download "
+    default += "" if fallback else f"{DEFAULT_NETWORK}'; 'reference' is the untrained built-in, offline"
+    group.add_argument("--network", default=None if fallback else DEFAULT_NETWORK,
+                       help=f"model name (default {default}; 'segnet-ros models list' shows them all)")
     group.add_argument("--model", help="path to an FCN-ResNet18 ONNX file (overrides --network)")
     group.add_argument("--model-dir", "--model_dir", dest="model_dir",
                        help=f"folder of installed models (default ${MODELS_ENV}, else the user cache)")
@@ -120,6 +128,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
     """Model arguments, then backend ones: ``backend_choice=False`` leaves out --backend/--device/--threads
     (for commands that always use TensorRT)."""
     add_model_file_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say why auto chose its backend and precision, and what each step does")
     if backend_choice:
         group = parser.add_argument_group("backend")
         group.add_argument("--backend", choices=BACKENDS, default="auto",
@@ -134,8 +144,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
     group = parser.add_argument_group("TensorRT")
     group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                        help="inference precision (default auto: TensorRT fp16 where the GPU is fast at it; on the "
-                            "CPU int8 where 'segnet-ros quantize' installed a model, bf16 where the CPU has it "
-                            "natively (OpenVINO), else fp32)")
+                            "CPU int8 where 'segnet-ros quantize' installed a model that passed its check, bf16 "
+                            "where the CPU has it natively (OpenVINO), else fp32)")
     group.add_argument("--engine-cache", "--engine_cache", dest="engine_cache", metavar="DIR",
                        default=defaults.engine_cache_dir,
                        help="engine cache folder (default: the segnet_ros cache folder's engines/)")
@@ -152,6 +162,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
 
 def model_files(args: argparse.Namespace) -> ModelFiles:
     """The files named by --model (or else --network), with the --labels/--colors/blob overrides."""
+    if not args.model and args.network is None:  # a command that falls back (add_model_file_arguments)
+        args.network = installed_or_reference(DEFAULT_NETWORK, args.model_dir or None)
+        if args.network != DEFAULT_NETWORK:
+            print(f"segnet-ros: {DEFAULT_NETWORK} is not installed; using the untrained reference network "
+                  "(the same work)", file=sys.stderr)
     return select_model(args.model or args.network, labels=args.labels or "", colors=args.colors or "",
                         input_blob=args.input_blob, output_blob=args.output_blob, model_dir=args.model_dir or "",
                         is_path=bool(args.model))

@@ -11,7 +11,7 @@ from ..threads import reserve_cores_for_inference
 reserve_cores_for_inference()
 
 from ..core.errors import SegnetError  # noqa: E402
-from . import bag, benchmark, build_engine, models, nav2_params, quantize, segment  # noqa: E402
+from . import bag, benchmark, build_engine, evaluate, models, nav2_params, quantize, segment  # noqa: E402
 from .errors import PROG, ArgumentParser, fail  # noqa: E402
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     nav2_params.add_parser(subparsers)
     quantize.add_parser(subparsers)
     benchmark.add_parser(subparsers)
+    evaluate.add_parser(subparsers)
     return parser
 
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; every error, whatever raised it, ends as :func:`fail`'s one line and status 1."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    if getattr(args, "verbose", False):
+        logging.getLogger("segnet_ros").setLevel(logging.DEBUG)
     try:
         return args.run(args)
     except SegnetError as exc:

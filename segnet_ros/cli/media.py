@@ -154,16 +154,28 @@ def _open_source(spec: str) -> Source:
     raise SegnetError(f"input '{spec}' is neither an image, a folder, a glob nor a video")
 
 
-class Sink:
-    """Writes composed pictures: one image file, a folder, a %i pattern, or a video."""
+def _identity(path: Path) -> tuple[int, int] | Path:
+    """What tells two names of one file apart from two files: (device, inode), or the resolved path."""
+    try:
+        info = path.stat()
+        return (info.st_dev, info.st_ino)
+    except OSError:
+        return path.resolve()
 
-    def __init__(self, spec: str, source: Source) -> None:
+
+class Sink:
+    """Writes composed pictures: one image file, a folder, a %i pattern, or a video. It never writes over
+    one of the inputs, and over another existing file only with ``overwrite``."""
+
+    def __init__(self, spec: str, source: Source, overwrite: bool = False) -> None:
         self.spec = spec
         self.path = Path(spec).expanduser()
         suffix = self.path.suffix.lower()
         self._writer: cv2.VideoWriter | None = None
         self._fps = source.fps
         self._index = 0
+        self._overwrite = overwrite
+        self._inputs = {_identity(p) for p in [*source.paths, *([source.video] if source.video else [])]}
         if suffix in VIDEO_EXTENSIONS:
             self.kind = "video"
         elif suffix in IMAGE_EXTENSIONS and re.search(r"%0?\d*[id]", self.path.name):
@@ -179,23 +191,49 @@ class Sink:
                     f"output '{spec}' is one image but the input has several frames; "
                     "give a folder, a pattern such as out_%i.jpg, or a video file")
             self.kind = "image"
-        else:
+        elif not suffix or self.path.is_dir() or spec.endswith(("/", os.sep)):
             self.kind = "folder"
+        else:
+            raise SegnetError(
+                f"output '{spec}' has an unknown extension '{self.path.suffix}'; give an image "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))}), a video ({', '.join(sorted(VIDEO_EXTENSIONS))}), "
+                "a pattern such as out_%i.jpg, or a folder (a name without an extension, or ending in '/')")
+        if source.video is None:  # every target is known: refuse before anything is written
+            for index, path in enumerate(source.paths):
+                self._check(self._target(path.name, index))
+        elif self.kind in ("video", "image"):
+            self._check(self.path)
         parent = self.path if self.kind == "folder" else self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SegnetError(f"cannot create output folder '{parent}': {exc.strerror}") from None
 
+    def _target(self, name: str, index: int) -> Path:
+        if self.kind in ("image", "video"):
+            return self.path
+        if self.kind == "pattern":
+            return self.path.with_name(self.path.name % index)
+        return self.path / name
+
+    def _check(self, target: Path) -> None:
+        """Refuse to write ``target`` over an input, or over an existing file without ``overwrite``."""
+        if not (target.exists() or target.is_symlink()):
+            return
+        # 'segment dir/*.png' unquoted: the shell made the last image the output
+        glob_hint = " (a glob the shell expanded? quote it: 'dir/*.png')" if self.kind == "image" else ""
+        if _identity(target) in self._inputs:
+            raise SegnetError(f"output '{target}' is one of the inputs; choose another output{glob_hint}")
+        if not self._overwrite:
+            raise SegnetError(f"output '{target}' exists; pass --overwrite to replace it, or choose another "
+                              f"output{glob_hint}")
+
     def write(self, name: str, image: np.ndarray) -> Path:
         if self.kind == "video":
             return self._write_video(image)
-        if self.kind == "image":
-            target = self.path
-        elif self.kind == "pattern":
-            target = self.path.with_name(self.path.name % self._index)
-        else:
-            target = self.path / name
+        target = self._target(name, self._index)
+        if self._index == 0 or self.kind != "image":
+            self._check(target)
         self._index += 1
         written, said = _opencv(lambda: cv2.imwrite(str(target), image))
         if not written:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 
+from ..backends.qdq import default_qdq_dir, installed_qdq_models, remove_qdq_models
 from ..core.errors import ModelError, SegnetError
+from ..zoo import REFERENCE_CLASSES, REFERENCE_DEFAULT, REFERENCE_NAME, resolve_network
 from ..zoo.download import DownloadPolicy
 from ..zoo.install import download, install_archive, install_command, remove
 from ..zoo.locations import MODELS_ENV, Installed, find, model_dir
@@ -61,22 +64,39 @@ def add_parser(subparsers) -> None:
     locating.add_argument("name")
     locating.set_defaults(run=run_path)
 
-    removing = actions.add_parser("remove", parents=[common], help="delete a model from the model folder")
+    removing = actions.add_parser("remove", parents=[common],
+                                  help="delete a model from the model folder, or (--int8) its INT8 models")
     removing.add_argument("name")
+    removing.add_argument("--int8", action="store_true",
+                          help="remove the INT8 models 'segnet-ros quantize' made of NAME (the model stays)")
     removing.set_defaults(run=run_remove)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    rows = [("NAME", "DATASET", "INPUT", "CLASSES", "INSTALLED")]
+    reference = "reference"
+    rows = [("NAME", "DATASET", "INPUT", "CLASSES", "INSTALLED"),
+            (reference, "none (untrained, for tests and demos)", "x".join(map(str, REFERENCE_DEFAULT)),
+             str(REFERENCE_CLASSES), "built in")]
     for model in MODELS:
         found = find(model, args.model_dir)
         rows.append((model.name, model.dataset, model.resolution, str(model.classes),
                      _where(found) if found else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
+    _table(rows)
     print(f"\nmodel folder: {model_dir(args.model_dir)} (--model-dir, ${MODELS_ENV})")
+    int8 = installed_qdq_models()
+    if int8:
+        print("\nINT8 models made by 'segnet-ros quantize' (remove with 'segnet-ros models remove NAME --int8'):")
+        _table([("MODEL", "TARGET", "AGREEMENT", "AUTO PICKS IT", "FILE")] + [
+            (m.model, m.target, f"{m.agreement:.2f}%" if m.agreement is not None else "?",
+             "no (--force)" if m.forced else "yes", str(m.path)) for m in int8])
+        print(f"\nINT8 folder: {default_qdq_dir()} ($SEGNET_ROS_CACHE)")
     return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 def _dedupe(models: list[ZooModel]) -> list[ZooModel]:
@@ -109,6 +129,9 @@ def run_install(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
+    if REFERENCE_NAME.match(args.name.strip().lower()):
+        print(resolve_network(args.name).onnx.parent)  # built in: written on first use
+        return 0
     model = lookup(args.name)
     found = find(model, args.model_dir)
     if found is None:
@@ -118,6 +141,18 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    if args.int8:
+        name = args.name  # as 'models list' shows it (models of one's own ONNX files too), or a zoo name
+        if name not in {m.model for m in installed_qdq_models()}:
+            with contextlib.suppress(ModelError):  # not a model's name either: "none installed" below
+                name = resolve_network(name).name if REFERENCE_NAME.match(name.strip().lower()) else lookup(name).name
+        removed = remove_qdq_models(name)
+        if not removed:
+            raise ModelError(f"no INT8 model of {name} is installed ('segnet-ros models list' shows them)")
+        print(f"removed the INT8 models of {name} from {', '.join(map(str, removed))}")
+        return 0
+    if REFERENCE_NAME.match(args.name.strip().lower()):
+        raise ModelError("the reference network is built in and cannot be removed")
     model = lookup(args.name)
     found = find(model, args.model_dir)
     if found is not None and not found.ours:

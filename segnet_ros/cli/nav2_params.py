@@ -23,7 +23,6 @@ import re
 import sys
 
 from ..core.errors import ModelError
-from ..node.params import BY_NAME
 from ..zoo import registry
 from .common import add_model_file_arguments, load_from_args
 
@@ -78,7 +77,7 @@ def add_parser(subparsers) -> None:
                     "(kiwicampus semantic_segmentation_layer) for segnet_node: its topics under --namespace "
                     "and every class name of the model, sorted into groups to edit. Reads only the "
                     "model's files; runs no inference.")
-    add_model_file_arguments(parser, default_network=str(BY_NAME["model"].default))  # the node's default model
+    add_model_file_arguments(parser)
     group = parser.add_argument_group("Nav2")
     group.add_argument("--namespace", type=_namespace, default="",
                        help="the segnet node's namespace (default: none); its topics are resolved under it")

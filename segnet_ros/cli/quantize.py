@@ -19,6 +19,7 @@ import numpy as np
 from ..backends.qdq import TARGETS
 from ..core.errors import FrameError, SegnetError
 from ..core.preprocess import RESIZE_METHODS
+from ..zoo import DEFAULT_NETWORK, REFERENCE_NAME
 from .common import add_model_file_arguments, int_in_range, load_from_args, number_in_range
 
 DEFAULT_MAX_FRAMES = 100
@@ -151,11 +152,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:<18}{candidate.agreement.percent:6.2f}% equal{kept}")
     print("\n".join(agreement.table(model.classes.names)))
     if result.installed is None:
+        if REFERENCE_NAME.match(model.name):  # the README's first example: say why, not what to try
+            raise SegnetError(
+                f"INT8 agrees with FP32 on {agreement.percent:.2f}% of the held-out cells, below --min-agreement "
+                f"{args.min_agreement:g}; nothing installed. That is expected of the untrained reference network "
+                "(its scores are nearly tied, so 90-92% is what it gets); quantize a trained model "
+                f"(--network {DEFAULT_NETWORK}) on your camera's frames")
         raise SegnetError(
             f"INT8 agrees with FP32 on {agreement.percent:.2f}% of the held-out cells, below --min-agreement "
             f"{args.min_agreement:g}; nothing installed. Calibrate on more frames like the robot's camera sees, "
             "or pass --force to install it anyway")
-    forced = "" if result.passed else f" (below --min-agreement {args.min_agreement:g}: --force)"
+    forced = "" if result.passed else (f" (below --min-agreement {args.min_agreement:g}: --force; precision auto "
+                                       "will not pick it, --precision int8 runs it)")
     print(f"installed{forced}: {result.installed}")
     if args.target == "tensorrt":
         print("use it with --backend tensorrt --precision int8 (segnet-ros segment, build-engine) or "

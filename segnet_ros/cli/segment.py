@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("input", help="image, folder, glob (quote it) or video file")
     parser.add_argument("output", nargs="?",
                         help="image, folder, pattern (out_%%i.jpg) or video; omit to write nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (an input is never written over)")
     add_model_arguments(parser)
     group = add_rendering_arguments(parser)
     group.add_argument("--visualize", type=visualization, default=VISUALIZATIONS,
@@ -80,9 +82,10 @@ def format_stats(segmentation: Segmentation, names: tuple[str, ...]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     source = open_source(args.input)  # cheap checks first: a typo should not wait for a model
-    sink = Sink(args.output, source) if args.output else None
+    sink = Sink(args.output, source, args.overwrite) if args.output else None
     model = load_from_args(args)
-    net = SegNet(model, backend_from_args(args, model), segnet_settings(args))
+    settings = segnet_settings(args, model)
+    net = SegNet(model, backend_from_args(args, model), settings)
     progress = Progress(source.count, enabled=None if args.progress and source.count != 1 else False)
     totals = np.zeros(4)
     frames = 0

@@ -15,3 +15,7 @@ class FrameError(SegnetError):
 
 class BackendError(SegnetError):
     """An inference backend cannot be created or cannot run."""
+
+
+class SettingsError(SegnetError, ValueError):
+    """A setting that cannot apply to this model (an ``ignore_class`` that names none of its classes)."""

@@ -7,7 +7,6 @@ returns a :class:`Segmentation`; every picture is rendered only when asked for.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -16,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classify import classify
+from .errors import SettingsError
 from .frames import Encoding, check_frame, encoding
 from .model import Model
 from .preprocess import RESIZE_METHODS, Preprocessor
 from .render import FILTER_MODES, Renderer
 
 Size = tuple[int, int]  # (width, height)
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +127,17 @@ class Segmentation:
         return "bgr8" if self.encoding.bgr else "rgb8"
 
 
+def ignore_class_problem(names: Sequence[str], name: str, model_name: str) -> str | None:
+    """Why ``name`` cannot be the ignore class, or None. "" means none; the default ``void``
+    (jetson-inference's, a class of Cityscapes only) is allowed for every model; any other name that
+    matches no class is a typo, refused in the same words by the CLI and the node ("none" and "" ignore
+    nothing)."""
+    if name.strip().lower() in ("", "none", SegNetSettings.ignore_class) or name.strip().lower() in (
+            n.lower() for n in names):
+        return None
+    return f"ignore_class '{name}' names no class of {model_name}; its classes: {', '.join(names)} (or none)"
+
+
 class SegNet:
     """A loaded model on a backend: frames in, :class:`Segmentation` out."""
 
@@ -152,12 +162,12 @@ class SegNet:
         return new
 
     def _apply(self, settings: SegNetSettings) -> None:
-        colors = self.model.classes.rgba(settings.overlay_alpha)
-        ignore_id = self.model.classes.index_of(settings.ignore_class) if settings.ignore_class else None
-        if settings.ignore_class and ignore_id is None and settings.ignore_class != SegNetSettings.ignore_class:
-            # "void" (the default) exists only in Cityscapes; any other name that matches nothing is a typo
-            log.warning("ignore_class '%s' names no class of %s; nothing is ignored", settings.ignore_class,
-                        self.model.name)
+        classes = self.model.classes
+        reason = ignore_class_problem(classes.names, settings.ignore_class, self.model.name)
+        if reason:
+            raise SettingsError(reason)
+        colors = classes.rgba(settings.overlay_alpha)
+        ignore_id = classes.index_of(settings.ignore_class) if settings.ignore_class else None
         with self._lock:
             self._settings, self._colors, self._ignore_id = settings, colors, ignore_id
 

@@ -26,6 +26,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, MultiArrayDimension, UInt32MultiArray
 
@@ -36,17 +37,22 @@ from ..core.pointcloud import CloudBuilder, Intrinsics
 from ..core.segnet import Segmentation, SegNet
 from .conversions import ImageBuffers, array_to_compressed, scale_camera_info
 from .depth import DepthPairer
-from .pipeline import LatestSlot, PipelineStats, Stages
+from .pipeline import LatestSlot, LossCounter, PipelineStats, Stages
+from .qos import InputSubscription
 
 INPUT_TOPICS = ("image", "image/compressed", "camera_info", "depth/image", "depth/camera_info")
 THROTTLE_S = 5.0
+# Iron and later hand a callback that takes two arguments the message's info (its sequence number)
+MESSAGE_INFO = hasattr(Subscription, "CallbackType")
+LOSS_WARN = 0.05  # transport losses above this share of the frames sent since the last report: WARN
 
 
 @dataclass(frozen=True)
 class CameraSettings:
     """What one camera subscribes to and how (from the node's parameters)."""
 
-    input_qos: QoSProfile
+    input_reliability: str  # auto (follow the publishers), reliable or best_effort
+    input_depth: int
     output_qos: QoSProfile
     compressed: bool = False
     use_camera_info: bool = False
@@ -95,8 +101,9 @@ class CameraPipeline:
         self._buffers = ImageBuffers()  # used by the publishing thread only
         self._encode_buffers = ImageBuffers()  # used by the encoding thread only
         self._cloud = CloudBuilder()
-        self._last_bad = 0
-        self._subscriptions: list = []
+        self._losses = LossCounter()
+        self._reported = (0, 0, 0, 0)  # (received, processed, bad, lost) at the last diagnostics
+        self._subscriptions: list[InputSubscription] = []
         self._workers: list[threading.Thread] = []
         self.slot, self._results, self._encodes = LatestSlot(condition), LatestSlot(), LatestSlot()
         self._depth: DepthPairer | None = None
@@ -124,17 +131,21 @@ class CameraPipeline:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        node, qos = self.node, self.settings.input_qos
         self.slot, self._results, self._encodes = LatestSlot(self._condition), LatestSlot(), LatestSlot()
-        subscribe = node.create_subscription
+
+        def subscribe(msg_type, topic: str, callback) -> InputSubscription:
+            return InputSubscription(self.node, msg_type, topic, callback, self.settings.input_reliability,
+                                     self.settings.input_depth)
+
+        on_frame = self._on_frame_with_info if MESSAGE_INFO else self._on_frame
         self._subscriptions = [subscribe(CompressedImage if self.settings.compressed else Image, self.image_topic,
-                                         self._on_frame, qos)]
+                                         on_frame)]
         if self.settings.use_camera_info:
-            self._subscriptions.append(subscribe(CameraInfo, self.topic("camera_info"), self._on_camera_info, qos))
+            self._subscriptions.append(subscribe(CameraInfo, self.topic("camera_info"), self._on_camera_info))
         if self.settings.use_depth:
             self._depth = DepthPairer(round(self.settings.depth_slop_s * 1e9))
-            self._subscriptions += [subscribe(Image, self.topic("depth/image"), self._on_depth, qos),
-                                    subscribe(CameraInfo, self.topic("depth/camera_info"), self._on_depth_info, qos)]
+            self._subscriptions += [subscribe(Image, self.topic("depth/image"), self._on_depth),
+                                    subscribe(CameraInfo, self.topic("depth/camera_info"), self._on_depth_info)]
         name = self.prefix or "camera"
         self._workers = [
             threading.Thread(target=self._work, args=(self._results, self._publish), name=f"segnet-publish-{name}",
@@ -148,7 +159,7 @@ class CameraPipeline:
     def stop(self) -> None:
         """No more callbacks; a frame in flight is finished (while the context is still valid)."""
         for subscription in self._subscriptions:
-            self.node.destroy_subscription(subscription)
+            subscription.destroy()
         self._subscriptions = []
         self.slot.close()
         self._results.close()
@@ -169,8 +180,33 @@ class CameraPipeline:
     def workers(self) -> list[threading.Thread]:
         return list(self._workers)
 
+    def refresh_inputs(self) -> None:
+        """Follow the publishers' reliability (``input_reliability: auto``); say so when it changes."""
+        for subscription in self._subscriptions:
+            if subscription.refresh():
+                self.node.get_logger().info(
+                    f"{self.node.resolve_topic_name(subscription.topic)}: subscribed {subscription.reliability} "
+                    "to match its publishers")
+
+    @property
+    def input_reliability(self) -> str:
+        return self._subscriptions[0].reliability if self._subscriptions else self.settings.input_reliability
+
     # -- callbacks (executor thread): cheap, never block -------------------------------------------
     def _on_frame(self, msg) -> None:
+        self._losses.stamp(stamp_ns(msg.header))
+        self._arrived(msg)
+
+    def _on_frame_with_info(self, msg, info) -> None:
+        number = info.get("publication_sequence_number") if isinstance(info, dict) else None
+        if number:  # 0 or None: this rmw does not number what it sends
+            gid = info.get("publisher_gid") or {}
+            self._losses.sequence(bytes(gid.get("data", b"")) if isinstance(gid, dict) else b"", number)
+        else:
+            self._losses.stamp(stamp_ns(msg.header))
+        self._arrived(msg)
+
+    def _arrived(self, msg) -> None:
         self.stats.arrived()
         self.slot.put((msg, time.monotonic()))
 
@@ -346,16 +382,18 @@ class CameraPipeline:
     # -- diagnostics -------------------------------------------------------------------------------
     def diagnostics(self, name: str, hardware_id: str, extra: dict[str, str]) -> DiagnosticStatus:
         snap = self.stats.snapshot(self.slot.dropped + self._results.dropped)
+        lost = self._losses.lost
         status = DiagnosticStatus(name=name, hardware_id=hardware_id)
-        new_bad = snap.bad - self._last_bad
-        status.level = DiagnosticStatus.WARN if new_bad > 0 else DiagnosticStatus.OK
+        status.level, problem = health(snap.received, snap.processed, snap.bad, lost, self._reported)
+        self._reported = (snap.received, snap.processed, snap.bad, lost)
         status.message = (f"{snap.processed_hz:.1f} fps processed of {snap.input_hz:.1f} fps input; "
-                          f"{snap.dropped} dropped, {snap.bad} bad")
-        if new_bad > 0:
-            status.message += f" ({new_bad} bad since last report)"
-        self._last_bad = snap.bad
+                          f"{lost} lost in transport, {snap.dropped} dropped, {snap.bad} bad"
+                          + (f" ({problem})" if problem else ""))
         values = {
             "input_topic": self.node.resolve_topic_name(self.image_topic),
+            "input_reliability": self.input_reliability
+            + (" (auto: follows the publishers)" if self.settings.input_reliability == "auto" else ""),
+            "frames_lost": lost,
             "input_rate_hz": f"{snap.input_hz:.2f}", "processed_rate_hz": f"{snap.processed_hz:.2f}",
             "frames_received": snap.received, "frames_processed": snap.processed,
             "frames_dropped": snap.dropped, "frames_bad": snap.bad,
@@ -374,3 +412,16 @@ class CameraPipeline:
         values.update(extra)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         return status
+
+
+def health(received: int, processed: int, bad: int, lost: int, before: tuple[int, int, int, int]) -> tuple[int, str]:
+    """The status level and what is wrong, from the counts now and at the last report: WARN when bad
+    frames came, or transport lost more than LOSS_WARN of what the camera sent, since then."""
+    new_received, new_processed, new_bad, new_lost = (now - then for now, then in
+                                                      zip((received, processed, bad, lost), before, strict=True))
+    problems = []
+    if new_bad > 0:
+        problems.append(f"{new_bad} bad since last report" + (", none processed" if new_processed == 0 else ""))
+    if new_lost > LOSS_WARN * (new_received + new_lost):
+        problems.append(f"{new_lost} of {new_received + new_lost} frames lost in transport since last report")
+    return (DiagnosticStatus.WARN if problems else DiagnosticStatus.OK), "; ".join(problems)

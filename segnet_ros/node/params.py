@@ -3,6 +3,7 @@ it may change while the node runs. The node, the YAML file and the tests all rea
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, fields
 
@@ -11,9 +12,11 @@ from ..backends.base import DEVICES, PRECISIONS, BackendOptions
 from ..core.outputs import MASK_SIZES, parse_mask_size
 from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
+from ..zoo import DEFAULT_NETWORK
 
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
+INPUT_RELIABILITIES = ("auto", *RELIABILITIES)
 BATCHING = ("auto", "always", "never")  # not on/off: YAML reads those as booleans
 # a camera name is a relative topic namespace: "front", "left_stereo", "arm/wrist"
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
@@ -38,7 +41,7 @@ PARAMS: tuple[Param, ...] = (
           "all on one shared model; empty: one camera on image, class_mask, ..."),
     Param("batching", "auto", "frames of several cameras in one backend call; auto: where it pays (GPUs, OpenVINO)",
           BATCHING),
-    Param("model", "fcn-resnet18-cityscapes", "model name (see 'segnet-ros models list') or path to an .onnx"),
+    Param("model", DEFAULT_NETWORK, "model name (see 'segnet-ros models list') or path to an .onnx"),
     Param("labels", "", "classes.txt; empty: the one beside the model"),
     Param("colors", "", "colors.txt; empty: the one beside the model"),
     Param("input_blob", "input_0", "name of the network's input tensor"),
@@ -50,7 +53,8 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "auto", "ONNX Runtime device", DEVICES),
     Param("threads", 0, "CPU threads for ONNX Runtime and OpenVINO; 0: their default", int_range=(0, 256)),
     Param("precision", "auto", "auto: TensorRT fp16 where the GPU is fast at it; on the CPU int8 where 'segnet-ros "
-          "quantize' installed a model of this ONNX file, bf16 where the CPU has it natively (OpenVINO), else fp32",
+          "quantize' installed a model of this ONNX file that passed its check, "
+          "bf16 where the CPU has it natively (OpenVINO), else fp32",
           PRECISIONS),
     Param("engine_cache_dir", "", "TensorRT engine cache folder; empty: the user cache"),
     Param("workspace_mb", 1024, "TensorRT builder workspace limit (MiB)", int_range=(16, 65536)),
@@ -59,7 +63,7 @@ PARAMS: tuple[Param, ...] = (
     Param("resize", "linear", "pre-processing resize; nearest matches jetson-inference exactly", RESIZE_METHODS),
     Param("filter_mode", "linear", "colour filtering of masks and overlays", FILTER_MODES),
     Param("overlay_alpha", 150, "overlay alpha for classes without an explicit alpha", int_range=(0, 255)),
-    Param("ignore_class", "void", "class name never chosen (case-insensitive); empty: none"),
+    Param("ignore_class", "void", "class name never chosen (case-insensitive); empty or none: none"),
     Param("mask_size", "input", "class_mask/confidence/points size: input (pixel for pixel), grid (raw network "
           "grid), depth (the paired depth image's size) or WxH, e.g. 640x480"),
     Param("input_transport", "raw", "raw: subscribe to image; compressed: to image/compressed", TRANSPORTS),
@@ -71,8 +75,8 @@ PARAMS: tuple[Param, ...] = (
     Param("label_threshold", 0.5, "threshold published in label_info (vision_msgs/LabelInfo), 0..1"),
     Param("max_input_pixels", 33_554_432, "largest input or depth frame accepted (width x height, raw or "
           "compressed, checked before decoding)", int_range=(1, 1 << 31)),
-    Param("input_reliability", "best_effort", "input QoS reliability (best_effort accepts both kinds of publisher)",
-          RELIABILITIES),
+    Param("input_reliability", "auto", "input QoS reliability; auto: what the publishers offer (reliable when "
+          "every publisher is, else best_effort), followed while the node runs", INPUT_RELIABILITIES),
     Param("input_depth", 1, "input QoS queue depth", int_range=(1, 100)),
     Param("output_reliability", "reliable", "output QoS reliability (reliable reaches both kinds of subscriber)",
           RELIABILITIES),
@@ -113,3 +117,10 @@ def backend_options(values: dict) -> BackendOptions:
     """The backend settings among the parameter values (their names are BackendOptions' fields)."""
     names = {f.name for f in fields(BackendOptions)}
     return BackendOptions(**{k: v for k, v in values.items() if k in names})
+
+
+def unknown_parameters(overrides) -> list[tuple[str, str | None]]:
+    """(name, closest declared name or None) for each given parameter the node does not have."""
+    known = [p.name for p in PARAMS] + ["use_sim_time", "class_names"]
+    names = [name for name in overrides if name not in known and not name.startswith("qos_overrides.")]
+    return [(name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)) for name in names]

@@ -20,31 +20,26 @@ from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersR
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from ..backends import create_backend
 from ..core.errors import SegnetError
 from ..core.model import load_model
 from ..core.outputs import OUTPUTS, class_labels_text
-from ..core.segnet import SegNet, SegNetSettings
+from ..core.segnet import SegNet, SegNetSettings, ignore_class_problem
 from ..selection import select_model
 from .camera import INPUT_TOPICS, CameraPipeline, CameraSettings
 from .log import RosLogHandler
-from .params import DYNAMIC, PARAMS, backend_options, check, parse_mask_size
+from .params import DYNAMIC, PARAMS, backend_options, check, parse_mask_size, unknown_parameters
+from .qos import GRAPH_CHECK_S, qos
 from .scheduler import InferenceScheduler
 
 __all__ = ["INPUT_TOPICS", "OUTPUTS", "Segmenter", "SegnetNode"]
-_RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 VISION_MSGS_MISSING = ("vision_msgs is not installed, so label_info (needed by Nav2's semantic segmentation layer) "
                        "is not published: install ros-$ROS_DISTRO-vision-msgs (in this project's virtual "
                        "environment: msgs/build.sh \"$VIRTUAL_ENV\")")
-
-
-def _qos(reliability: str, depth: int) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=_RELIABILITY[reliability],
-                      durability=DurabilityPolicy.VOLATILE)
 
 
 def _label_info_type():
@@ -64,8 +59,12 @@ class Segmenter:
         self.cameras: list[CameraPipeline] = []
         self.scheduler: InferenceScheduler | None = None
         self._model_pubs: dict = {}
-        self._timer = None
+        self._timers: list = []
         self._values, self._problems = self._declare_parameters()
+        for name, closest in unknown_parameters(getattr(node, "_parameter_overrides", {})):
+            # rclpy drops a parameter the node does not declare without a word: a typo would go unseen
+            node.get_logger().warn(f"unknown parameter '{name}' ignored"
+                                   + (f"; did you mean '{closest}'?" if closest else ""))
         self._mask_size = parse_mask_size(self._values.get("mask_size", "input")) or "input"
         self._log_handler = RosLogHandler(node.get_logger())  # the core's warnings reach /rosout, namespaced
         logging.getLogger("segnet_ros").addHandler(self._log_handler)
@@ -120,8 +119,8 @@ class Segmenter:
         model = load_model(files)
         for warning in model.classes.warnings:
             self.node.get_logger().warn(warning)
-        reason = self._ignore_class_problem(model.classes, values["ignore_class"], model.name)
-        if reason:
+        reason = ignore_class_problem(model.classes.names, values["ignore_class"], model.name)
+        if reason:  # before the backend exists (SegNet would refuse it too, with the backend built)
             raise SegnetError(reason)
         try:
             settings = SegNetSettings(resize=values["resize"], filter_mode=values["filter_mode"],
@@ -155,8 +154,8 @@ class Segmenter:
         batch = batches and (values["batching"] == "always" or self.net.backend.batching_pays)
         self.scheduler = InferenceScheduler(self.net, batch, workers=callers)
         settings = CameraSettings(
-            input_qos=_qos(values["input_reliability"], values["input_depth"]),
-            output_qos=_qos(values["output_reliability"], values["output_depth"]),
+            input_reliability=values["input_reliability"], input_depth=values["input_depth"],
+            output_qos=qos(values["output_reliability"], values["output_depth"]),
             compressed=values["input_transport"] == "compressed", use_camera_info=values["use_camera_info"],
             use_depth=values["use_depth"], depth_slop_s=values["depth_slop"],
             depth_timeout_s=values["depth_timeout"], max_input_pixels=values["max_input_pixels"],
@@ -165,22 +164,14 @@ class Segmenter:
                                        condition=self.scheduler.condition) for name in names]
         self.scheduler.set_cameras(self.cameras)
 
-    @staticmethod
-    def _ignore_class_problem(classes, name: str, model_name: str) -> str | None:
-        """Why ``name`` cannot be the ignore class; "" means none, and the default ``void`` (the
-        reference's, present in Cityscapes only) is always allowed."""
-        if not name or name == SegNetSettings.ignore_class or classes.index_of(name) is not None:
-            return None
-        return (f"ignore_class '{name}' names no class of {model_name}; its classes: {', '.join(classes.names)} "
-                "(or '' for none)")
-
     # -- activate / deactivate ----------------------------------------------------------------------
     def activate(self) -> None:
         self._publish_labels()
         for camera in self.cameras:
             camera.start()
         self.scheduler.start()
-        self._timer = self.node.create_timer(self._diagnostics_period, self._publish_diagnostics)
+        self._timers = [self.node.create_timer(self._diagnostics_period, self._publish_diagnostics),
+                        self.node.create_timer(GRAPH_CHECK_S, self._refresh_inputs)]
         net, node = self.net, self.node
         topics = ", ".join(node.resolve_topic_name(camera.image_topic) for camera in self.cameras)
         scheduler = self.scheduler
@@ -189,12 +180,16 @@ class Segmenter:
         node.get_logger().info(
             f"segmenting {topics} with {net.model.name} "
             f"({net.model.input_width}x{net.model.input_height}, {net.num_classes} classes) "
-            f"on {net.backend.describe()}{how}")
+            f"on {net.backend.describe()}{how}; input QoS {self.cameras[0].settings.input_reliability}")
+
+    def _refresh_inputs(self) -> None:
+        for camera in self.cameras:
+            camera.refresh_inputs()
 
     def deactivate(self) -> None:
-        if self._timer is not None:
-            self.node.destroy_timer(self._timer)
-            self._timer = None
+        for timer in self._timers:
+            self.node.destroy_timer(timer)
+        self._timers = []
         if self.scheduler is not None:
             self.scheduler.stop()
         for camera in self.cameras:
@@ -266,7 +261,7 @@ class Segmenter:
                 continue
             reason = check(param.name, param.value)
             if reason is None and param.name == "ignore_class" and self.net is not None:
-                reason = self._ignore_class_problem(self.net.model.classes, param.value, self.net.model.name)
+                reason = ignore_class_problem(self.net.class_names, param.value, self.net.model.name)
             if reason is None and param.name == "mask_size" and param.value == "depth" and (
                     self.cameras and not self.cameras[0].settings.use_depth):
                 reason = "mask_size depth needs use_depth:=true"

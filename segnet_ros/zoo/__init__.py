@@ -19,8 +19,12 @@ from .install import download, install_command
 from .locations import find
 from .registry import MODELS, ZooModel, lookup
 
-__all__ = ["MODELS", "ZooModel", "lookup", "reference_files", "resolve_network"]
+__all__ = ["DEFAULT_NETWORK", "MODELS", "ZooModel", "installed_or_reference", "lookup", "reference_files",
+           "resolve_network"]
 
+# One default model everywhere, the node's and every command's: a robot's street-level camera. What only
+# shows or times the network (benchmark, make demo) falls back to the untrained reference network offline.
+DEFAULT_NETWORK = "fcn-resnet18-cityscapes"
 REFERENCE_NAME = re.compile(r"^reference(?:-(\d+)x(\d+))?$")
 REFERENCE_DEFAULT = (512, 256)
 REFERENCE_CLASSES = 21
@@ -38,6 +42,16 @@ def reference_files(width: int = REFERENCE_DEFAULT[0], height: int = REFERENCE_D
         except OSError as exc:
             raise ModelError(f"cannot write the reference network into {folder}: {exc.strerror}") from None
     return files
+
+
+def installed_or_reference(name: str, model_dir: str | Path | None = None) -> str:
+    """``name`` where it is installed, else ``reference``: for what only shows or times the network
+    (benchmark, the demo), which must run offline."""
+    try:
+        resolve_network(name, model_dir)
+    except ModelError:
+        return "reference"
+    return name
 
 
 def resolve_network(name: str, model_dir: str | Path | None = None, auto_download: bool = False) -> ModelFiles:
