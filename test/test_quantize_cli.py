@@ -112,3 +112,38 @@ def test_bad_inputs_are_one_line(oracle_dir, tmp_path, cache_env):
     missing = one_error_line(run_cli("quantize", *model, str(tmp_path / "nothing.mp4"), env=cache_env))
     assert missing == f"segnet-ros: error: input '{tmp_path / 'nothing.mp4'}' not found"
     assert qdq.find_qdq_model(oracle_dir / "fcn_resnet18.onnx", tmp_path / "cache" / "int8") is None
+
+
+def test_labelled_frames_gate_the_install_on_mean_iou(small_reference, tmp_path, cache_env):
+    """Labels that are FP32's own answers: FP32 scores 100% and the untrained network's INT8 loses points,
+    so the accuracy gate refuses what the agreement gate (set to 0 here) lets through."""
+    from segnet_ros.backends import BackendOptions, create_backend
+    from segnet_ros.core.model import load_model
+    from segnet_ros.core.segnet import SegNet, SegNetSettings
+
+    model = load_model(small_reference)
+    net = SegNet(model, create_backend("onnxruntime", model, BackendOptions(device="cpu")), SegNetSettings())
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for index in range(4):
+        frame = street_frame(10 + index, W, H)
+        cv2.imwrite(str(images / f"f{index}.png"), frame)
+        cv2.imwrite(str(masks / f"f{index}.png"), net.process(frame, "bgr8").class_mask())
+    video = street_video(tmp_path / "street.avi")
+    args = ("quantize", "--model", str(small_reference.onnx), "--labels", str(small_reference.labels),
+            "--reduce-range", "off", "--min-agreement", "0", str(video), "--eval", str(images), str(masks))
+    refused = run_cli(*args, env=cache_env)
+    line = one_error_line(refused)
+    assert "points of mean IoU on the labelled frames, more than --max-miou-drop 1; nothing installed" in line
+    assert "on 4 labelled frames: mean IoU 100.00% FP32, " in refused.stdout, refused.stdout
+    forced = run_cli(*args, "--force", env=cache_env)
+    assert forced.returncode == 0 and "(past --max-miou-drop 1: --force; precision auto will not pick it" in \
+        forced.stdout, forced.stdout + forced.stderr
+    assert qdq.find_qdq_model(small_reference.onnx) is None  # this process's cache is not the child's
+    folder = cache_env["SEGNET_ROS_CACHE"]
+    assert qdq.vetted_qdq_model(small_reference.onnx, Path(folder) / "int8") is None
+    assert qdq.find_qdq_model(small_reference.onnx, Path(folder) / "int8") is not None
+    accepted = run_cli(*args, "--max-miou-drop", "100", env=cache_env)
+    assert accepted.returncode == 0, accepted.stderr
+    assert qdq.vetted_qdq_model(small_reference.onnx, Path(folder) / "int8") is not None

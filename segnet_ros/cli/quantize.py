@@ -19,6 +19,7 @@ import numpy as np
 from ..backends.qdq import TARGETS
 from ..core.errors import FrameError, SegnetError
 from ..core.preprocess import RESIZE_METHODS
+from ..evaluate.labels import MASK_FORMATS
 from ..zoo import DEFAULT_NETWORK, REFERENCE_NAME
 from .common import add_model_file_arguments, int_in_range, load_from_args, number_in_range
 
@@ -65,6 +66,20 @@ def add_parser(subparsers) -> None:
     group.add_argument("--threads", default=0,
                        type=int_in_range(0, "0 (ONNX Runtime decides) or a thread count up to 1024", 1024),
                        help="CPU threads for the agreement check (0: ONNX Runtime's default)")
+    group = parser.add_argument_group("accuracy gate (labelled frames, as 'segnet-ros evaluate' takes them)")
+    group.add_argument("--eval", nargs="+", metavar="INPUT",
+                       help="IMAGES MASKS (folders or quoted globs), or a rosbag2 with --label-topic: score FP32 "
+                            "and INT8 on them and install only within --max-miou-drop")
+    group.add_argument("--label-topic", "--label_topic", dest="label_topic",
+                       help="the --eval bag's label topic (mono8 class ids); its images: --eval-topic")
+    group.add_argument("--eval-topic", "--eval_topic", dest="eval_topic",
+                       help="the --eval bag's image topic (default: its only image topic)")
+    group.add_argument("--mask-format", "--mask_format", dest="mask_format", choices=MASK_FORMATS, default="auto",
+                       help="how --eval's labels are written (default auto)")
+    group.add_argument("--max-miou-drop", "--max_miou_drop", dest="max_miou_drop", default=1.0,
+                       type=number_in_range(0.0, 100.0, "a number of mean-IoU points 0..100"),
+                       help="install only if INT8 loses at most this many points of mean IoU against FP32 on "
+                            "--eval's frames (default 1)")
     parser.set_defaults(run=run)
 
 
@@ -134,13 +149,45 @@ def read_frames(specs: list[str], topic: str | None, limit: int) -> Iterator[tup
     return itertools.islice(frames(), limit)
 
 
+def _judge(args: argparse.Namespace, model, labelled):
+    """The accuracy gate: FP32 and the INT8 candidate scored on the labelled frames (as evaluate does)."""
+    from ..backends import BackendOptions, create_backend
+    from ..core.segnet import SegNetSettings
+    from ..evaluate.scoring import ScoreSettings, evaluate_backends
+    from ..quantize import CandidateBackend
+
+    def judge(data: bytes) -> tuple[bool, dict]:
+        fp32 = create_backend("onnxruntime", model, BackendOptions(device="cpu", precision="fp32",
+                                                                   threads=args.threads))
+        scores = evaluate_backends(model, [fp32, CandidateBackend(data, model, args.threads)], labelled,
+                                   args.mask_format, ScoreSettings(),
+                                   SegNetSettings(resize=args.resize, ignore_class=args.ignore_class))
+        (miou32, acc32), (miou8, acc8) = ((100 * (s.metrics.mean_iou or 0.0), 100 * (s.metrics.pixel_accuracy or 0.0))
+                                          for s in scores)
+        figures = {"eval_frames": scores[0].metrics.frames, "mean_iou_fp32": round(miou32, 3),
+                   "mean_iou_int8": round(miou8, 3), "miou_drop_points": round(miou32 - miou8, 3),
+                   "pixel_accuracy_fp32": round(acc32, 3), "pixel_accuracy_int8": round(acc8, 3),
+                   "max_miou_drop": args.max_miou_drop}
+        return miou32 - miou8 <= args.max_miou_drop, figures
+
+    return judge
+
+
 def run(args: argparse.Namespace) -> int:
     from ..quantize import QuantizeSettings, prepare_frames, quantize_model
 
-    settings = QuantizeSettings(reduce_range=args.reduce_range, min_agreement=args.min_agreement, force=args.force,
-                                threads=args.threads, ignore_class=args.ignore_class, target=args.target)
     frames = read_frames(args.input, args.topic, args.max_frames)  # opens every input: a typo fails before the model
+    labelled = None
+    if args.eval:
+        from ..evaluate.pairs import open_labelled
+
+        labelled = open_labelled(args.eval, args.eval_topic, args.label_topic)
+    elif args.label_topic:
+        raise SegnetError("--label-topic belongs to --eval BAG")
     model = load_from_args(args)
+    settings = QuantizeSettings(reduce_range=args.reduce_range, min_agreement=args.min_agreement, force=args.force,
+                                threads=args.threads, ignore_class=args.ignore_class, target=args.target,
+                                judge=_judge(args, model, labelled) if labelled is not None else None)
     frame_set = prepare_frames(frames, model.input_width, model.input_height, args.resize, args.held_out)
     result = quantize_model(model, frame_set, settings)
     agreement = result.chosen.agreement
@@ -151,6 +198,16 @@ def run(args: argparse.Namespace) -> int:
         label = f"reduce_range {'on' if candidate.reduce_range else 'off'}:"
         print(f"  {label:<18}{candidate.agreement.percent:6.2f}% equal{kept}")
     print("\n".join(agreement.table(model.classes.names)))
+    accuracy = result.accuracy
+    if accuracy:
+        print(f"on {accuracy['eval_frames']} labelled frames: mean IoU {accuracy['mean_iou_fp32']:.2f}% FP32, "
+              f"{accuracy['mean_iou_int8']:.2f}% INT8 ({-accuracy['miou_drop_points']:+.2f} points); pixel accuracy "
+              f"{accuracy['pixel_accuracy_fp32']:.2f}% FP32, {accuracy['pixel_accuracy_int8']:.2f}% INT8")
+    if result.installed is None and result.agreement_passed:  # refused on accuracy
+        raise SegnetError(
+            f"INT8 loses {accuracy['miou_drop_points']:.2f} points of mean IoU on the labelled frames, more than "
+            f"--max-miou-drop {args.max_miou_drop:g}; nothing installed. Calibrate on more frames like the robot's "
+            "camera sees, or pass --force to install it anyway")
     if result.installed is None:
         if REFERENCE_NAME.match(model.name):  # the README's first example: say why, not what to try
             raise SegnetError(
@@ -162,8 +219,10 @@ def run(args: argparse.Namespace) -> int:
             f"INT8 agrees with FP32 on {agreement.percent:.2f}% of the held-out cells, below --min-agreement "
             f"{args.min_agreement:g}; nothing installed. Calibrate on more frames like the robot's camera sees, "
             "or pass --force to install it anyway")
-    forced = "" if result.passed else (f" (below --min-agreement {args.min_agreement:g}: --force; precision auto "
-                                       "will not pick it, --precision int8 runs it)")
+    gate = f"below --min-agreement {args.min_agreement:g}" if not result.agreement_passed else \
+        f"past --max-miou-drop {args.max_miou_drop:g}"
+    forced = "" if result.passed else (f" ({gate}: --force; precision auto will not pick it, --precision int8 "
+                                       "runs it)")
     print(f"installed{forced}: {result.installed}")
     if args.target == "tensorrt":
         print("use it with --backend tensorrt --precision int8 (segnet-ros segment, build-engine) or "

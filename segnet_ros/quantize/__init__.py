@@ -6,7 +6,7 @@ the INT8 model cache of :mod:`segnet_ros.backends.qdq`, where ``precision int8``
 
 from .agreement import Agreement, compare
 from .calibration import FrameSet, prepare_frames, sample_evenly
-from .quantizer import QuantizeResult, QuantizeSettings, quantize_model, reduce_range_options
+from .quantizer import CandidateBackend, QuantizeResult, QuantizeSettings, quantize_model, reduce_range_options
 
-__all__ = ["Agreement", "FrameSet", "QuantizeResult", "QuantizeSettings", "compare", "prepare_frames",
-           "quantize_model", "reduce_range_options", "sample_evenly"]
+__all__ = ["Agreement", "CandidateBackend", "FrameSet", "QuantizeResult", "QuantizeSettings", "compare",
+           "prepare_frames", "quantize_model", "reduce_range_options", "sample_evenly"]

@@ -17,12 +17,13 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..backends.base import Backend
 from ..backends.cpu import CpuInfo, cpu_info
 from ..backends.engine_cache import sha256_file
 from ..backends.qdq import TARGETS, QdqKey, cached_qdq_model, install_qdq_model
@@ -47,6 +48,8 @@ class QuantizeSettings:
     threads: int = 0  # ONNX Runtime threads for the agreement check (0: its default)
     ignore_class: str = "void"  # as segment and the node apply it, so the figure is what users see
     target: str = "cpu"  # cpu (ONNX Runtime, OpenVINO) | tensorrt
+    # the accuracy gate, where labelled frames were given: the chosen model's bytes -> (passes, figures)
+    judge: Callable[[bytes], tuple[bool, dict]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.reduce_range not in REDUCE_RANGE_CHOICES:
@@ -73,10 +76,12 @@ class Candidate:
 class QuantizeResult:
     candidates: tuple[Candidate, ...]
     chosen: Candidate
-    passed: bool  # chosen.agreement reaches min_agreement
+    passed: bool  # chosen.agreement reaches min_agreement (and the judge, where there is one, agrees)
     installed: Path | None  # None: refused by the gate
     calibration_frames: int
     held_out_frames: int
+    agreement_passed: bool = True
+    accuracy: dict = field(default_factory=dict)  # the judge's figures (empty without labelled frames)
 
 
 def reduce_range_options(setting: str, cpu: CpuInfo, target: str = "cpu") -> tuple[bool, ...]:
@@ -191,9 +196,8 @@ def qdq_key(model: Model, frames: FrameSet, reduce_range: bool, target: str = "c
                   *tool_versions())
 
 
-def class_grids(source: str | bytes, model: Model, tensors: Sequence[np.ndarray], threads: int = 0,
-                ignore_id: int | None = None) -> list[np.ndarray]:
-    """The class grid of each tensor with the model at ``source`` (a path or serialized ONNX)."""
+def _session(source: str | bytes, threads: int = 0):
+    """An ONNX Runtime CPU session of the model at ``source`` (a path or serialized ONNX)."""
     from ..backends.onnxruntime_backend import CPU_PROVIDER, import_onnxruntime
 
     ort = import_onnxruntime()
@@ -201,12 +205,33 @@ def class_grids(source: str | bytes, model: Model, tensors: Sequence[np.ndarray]
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    return ort.InferenceSession(source, sess_options=options, providers=[CPU_PROVIDER])
+
+
+def class_grids(source: str | bytes, model: Model, tensors: Sequence[np.ndarray], threads: int = 0,
+                ignore_id: int | None = None) -> list[np.ndarray]:
+    """The class grid of each tensor with the model at ``source`` (a path or serialized ONNX)."""
     try:
-        session = ort.InferenceSession(source, sess_options=options, providers=[CPU_PROVIDER])
+        session = _session(source, threads)
         outputs = [session.run([model.files.output_blob], {model.files.input_blob: t})[0] for t in tensors]
     except Exception as exc:
         raise BackendError(f"ONNX Runtime cannot run the model to compare INT8 with FP32: {exc}") from None
     return [classify(logits, ignore_id)[0] for logits in outputs]
+
+
+class CandidateBackend(Backend):
+    """A quantised model not installed yet, on ONNX Runtime's CPU provider: what the accuracy gate
+    scores before anything is installed."""
+
+    name, device, precision = "onnxruntime", "cpu", "int8"
+
+    def __init__(self, data: bytes, model: Model, threads: int = 0) -> None:
+        self._session = _session(data, threads)
+        self._names = ([model.files.output_blob], model.files.input_blob)
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        outputs, name = self._names
+        return self._session.run(outputs, {name: tensor})[0]
 
 
 def quantize_model(model: Model, frames: FrameSet, settings: QuantizeSettings = QuantizeSettings(),
@@ -236,7 +261,11 @@ def quantize_model(model: Model, frames: FrameSet, settings: QuantizeSettings = 
             candidates.append(Candidate(reduce_range, compare(reference, grids, model.num_classes), data, key,
                                         cached is not None))
     chosen = max(candidates, key=lambda c: c.agreement.equal)  # ties: the first tried
-    passed = chosen.agreement.percent >= settings.min_agreement
+    agreement_passed = chosen.agreement.percent >= settings.min_agreement
+    accurate, accuracy = settings.judge(chosen.data) if settings.judge is not None else (True, {})
+    if settings.judge is not None:
+        accuracy = {**accuracy, "accuracy_passed": accurate}  # precision auto reads it
+    passed = agreement_passed and accurate
     tried = [{"reduce_range": c.reduce_range, "agreement_percent": round(c.agreement.percent, 3)} for c in candidates]
     for candidate in candidates:  # kept, not installed: a rerun with --force or another gate is instant
         if candidate is not chosen and not candidate.cached:
@@ -244,12 +273,12 @@ def quantize_model(model: Model, frames: FrameSet, settings: QuantizeSettings = 
     installed = None
     if passed or settings.force:
         installed = install_qdq_model(chosen.key, model.name, chosen.data,
-                                      _note(chosen, model, cpu, frames, settings, tried, forced=not passed),
-                                      target=settings.target)
+                                      {**_note(chosen, model, cpu, frames, settings, tried, forced=not passed),
+                                       **accuracy}, target=settings.target)
     elif not chosen.cached:
         _keep(chosen, model, cpu, frames, settings, tried)
     return QuantizeResult(tuple(candidates), chosen, passed, installed, len(frames.calibration),
-                          len(frames.held_out))
+                          len(frames.held_out), agreement_passed, accuracy)
 
 
 def _note(candidate: Candidate, model: Model, cpu: CpuInfo, frames: FrameSet, settings: QuantizeSettings,
