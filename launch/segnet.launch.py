@@ -94,7 +94,7 @@ def _nodes(context):
         namespace=value("namespace"),
         parameters=parameters,
         remappings=remappings,
-        additional_env=launch_environment(value("transport_profile"), share),  # README "Transport"
+        additional_env=launch_environment(value("transport_profile"), share),  # doc/transport.md
         output="screen",
         emulate_tty=True,
     )]

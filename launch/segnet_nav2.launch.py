@@ -83,7 +83,7 @@ def _nodes(context):
         namespace=value("namespace"),
         parameters=parameters,
         remappings=[(topic, value(argument)) for argument, topic in TOPIC_ARGUMENTS.items()],
-        additional_env=launch_environment(value("transport_profile"), share),  # README "Transport"
+        additional_env=launch_environment(value("transport_profile"), share),  # doc/transport.md
         output="screen",
         emulate_tty=True,
     )]

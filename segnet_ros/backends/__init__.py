@@ -9,7 +9,7 @@ taking turns; the AVX-512 machine was shared with other jobs, so its ratios of f
 CPU                                     ORT FP32  ORT INT8    OV FP32     OV BF16 hint  OV INT8
 ======================================  ========  ==========  ==========  ============  ==========
 AMD EPYC, AVX-512 VNNI + BF16           1.00x     2.2-2.4x    0.87-1.07x  2.1-2.5x      4.0-5.1x
-Zen 3, AVX2 + FMA only (issue 15)      66 ms     38 ms       77 ms       79 ms (FP32)  34 ms
+Zen 3, AVX2 + FMA only (earlier run)   66 ms     38 ms       77 ms       79 ms (FP32)  34 ms
 ======================================  ========  ==========  ==========  ============  ==========
 
 So: INT8 wherever ``segnet-ros quantize`` installed a model of this ONNX file (it is the fastest

@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             f"--max-miou-drop {args.max_miou_drop:g}; nothing installed. Calibrate on more frames like the robot's "
             "camera sees, or pass --force to install it anyway")
     if result.installed is None:
-        if REFERENCE_NAME.match(model.name):  # the README's first example: say why, not what to try
+        if REFERENCE_NAME.match(model.name):  # doc/cpu_precisions.md's example: say why, not what to try
             raise SegnetError(
                 f"INT8 agrees with FP32 on {agreement.percent:.2f}% of the held-out cells, below --min-agreement "
                 f"{args.min_agreement:g}; nothing installed. That is expected of the untrained reference network "

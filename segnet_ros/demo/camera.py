@@ -2,6 +2,7 @@
 
 ``python -m segnet_ros.demo.camera [INPUT] --rate 10 --frames 100 --topic /camera/image_raw``
 INPUT is an image folder, glob or video (the CLI's sources); without it, generated street frames.
+It starts once ``--subscribers`` subscriptions (default 1) have matched, or after 30 s.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--topic", default="/camera/image_raw")
     parser.add_argument("--frame-id", default="camera")
+    parser.add_argument("--subscribers", type=int, default=1, help="subscriptions to wait for before the first frame")
     args, ros_args = parser.parse_known_args(argv)
     rclpy.init(args=ros_args)
     node = rclpy.create_node("demo_camera")
     publisher = node.create_publisher(Image, args.topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
     images = list(frames(args.input, args.frames, args.width, args.height))
     deadline = time.monotonic() + 30
-    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+    while publisher.get_subscription_count() < args.subscribers and time.monotonic() < deadline:
         time.sleep(0.05)
     print(f"camera: publishing {len(images)} frames at {args.rate:g} Hz on {args.topic}", flush=True)
     period, start = 1.0 / args.rate, time.monotonic()

@@ -14,6 +14,13 @@ before ``execute_async_v3``, pointing at live device memory large enough for it;
 deserialize only on the TensorRT version and compute capability they were built for; Q/DQ must be
 symmetric INT8 and, in a weakly typed network, needs ``BuilderFlag.INT8``; precision flags are refused
 on a strongly typed network; one process-wide logger; input shapes inside the optimization profile.
+
+The parser also keeps TensorRT's ONNX operator contracts that pre- and post-processing inside a graph
+run into (onnx-tensorrt's operator matrix, 8.6 to 11): UINT8 only as a network input or output, converted
+only to and from FLOAT/HALF, every Cast to UINT8 right after a Clip to [0, 255]; no Gather of UINT8 data
+(INT64 data from 10 on; 8.x casts INT64 down to INT32, its INT64 inputs and outputs are INT32 tensors);
+Resize on FLOAT/HALF only, modes nearest and linear, no tf_crop_and_resize; TopK with a constant K below
+3840 (ArgMax/ArgMin import as TopK).
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ MAGIC = b"FAKETRT\x02"
 UNSUPPORTED_OPS = {"NonMaxSuppression"}  # a real op the fake parser refuses, besides custom domains
 NULLPTR = "pybind11::init(): factory function returned nullptr"  # what a failed CUDA start looks like
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+# ONNX element types the operator contracts speak of (onnx.TensorProto): TensorRT converts UINT8 only to and from these
+_ONNX_UINT8, _ONNX_FLOATS = 2, {1, 10}
+# Gather's data types (onnx-tensorrt's operator matrix): FP32, FP16, INT8, INT32, BOOL; INT64 and BF16 from 10
+_GATHER_DATA = {1, 10, 3, 6, 9} | ({7, 16} if _MAJOR >= 10 else {7})  # 8.x casts INT64 down to INT32
+TOPK_MAX = 3840  # TopK's largest K is below this (ArgMax/ArgMin import as TopK with K = 1)
 
 
 class DataType(enum.Enum):
@@ -59,7 +71,9 @@ float32, float16, int8, int32, bool = DataType.FLOAT, DataType.HALF, DataType.IN
 _NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
           DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
 _FROM_ONNX = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 9: DataType.BOOL,
-              2: DataType.UINT8}
+              2: DataType.UINT8, 7: DataType.INT64 if _MAJOR >= 10 else DataType.INT32}  # 8.x casts INT64 down
+if _MAJOR >= 10:
+    _NUMPY[DataType.INT64] = np.int64
 
 
 def nptype(trt_type: DataType):
@@ -287,6 +301,23 @@ class ParserError:
         return f"{where}({self.func()}): {self._code.name}: {self._desc}"
 
 
+def _clips_to_bytes(node, value) -> bool:
+    """Whether a Clip node keeps values within [0, 255]: its bounds (attributes before opset 11, constant inputs
+    from 11) are both given and inside that range."""
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    low = attrs.get("min")
+    high = attrs.get("max")
+    if len(node.input) > 1 and node.input[1]:
+        low = value(node.input[1])
+    if len(node.input) > 2 and node.input[2]:
+        high = value(node.input[2])
+    if low is None or high is None:
+        return False
+    return float(np.asarray(low).reshape(-1)[0]) >= 0.0 and float(np.asarray(high).reshape(-1)[0]) <= 255.0
+
+
 def _dims(value_info) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
 
@@ -350,6 +381,77 @@ class OnnxParser:
                 ok = False
         return ok
 
+    def _check_operators(self, proto) -> bool:
+        """TensorRT's ONNX operator contracts that a pre/post-processing graph meets first (see OPERATOR_RULES).
+        Tensor types come from ONNX shape inference; a tensor it cannot type is not judged."""
+        import onnx
+        from onnx import numpy_helper
+
+        graph = proto.graph
+        try:
+            typed = onnx.shape_inference.infer_shapes(proto).graph
+        except Exception:
+            typed = graph
+        types = {v.name: v.type.tensor_type.elem_type for v in (*typed.input, *typed.output, *typed.value_info)}
+        constants = {t.name: t for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                constants[node.output[0]] = node.attribute[0].t
+        types.update({name: t.data_type for name, t in constants.items()})
+        producers = {out: node for node in graph.node for out in node.output}
+        outputs = {v.name for v in graph.output}
+        ok = True
+
+        def fail(index: int, node, text: str, code: ErrorCode = ErrorCode.UNSUPPORTED_NODE) -> None:
+            nonlocal ok
+            ok = False
+            self._fail(ParserError(code, text, index, node.name, node.op_type))
+
+        def value(name: str):
+            return numpy_helper.to_array(constants[name]) if name in constants else None
+
+        for index, node in enumerate(graph.node):
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            for name in node.output:
+                if types.get(name) == _ONNX_UINT8 and name not in outputs:
+                    fail(index, node, f"UINT8 is only supported as network input or output tensor types; '{name}' is "
+                         "neither", ErrorCode.UNSUPPORTED_GRAPH)
+            inputs = [types.get(name) for name in node.input if name]
+            if node.op_type == "Cast":
+                source, target = inputs[0] if inputs else None, attrs.get("to")
+                if source == _ONNX_UINT8 and target not in _ONNX_FLOATS:
+                    fail(index, node, "uint8 conversions are not supported for {int8, int32, int64, bool}: cast UINT8 "
+                         "to FLOAT or HALF only")
+                if target == _ONNX_UINT8:
+                    clip = producers.get(node.input[0])
+                    if source is not None and source not in _ONNX_FLOATS:
+                        fail(index, node, "uint8 conversions are not supported for {int8, int32, int64, bool}: cast to "
+                             "UINT8 from FLOAT or HALF only")
+                    elif clip is None or clip.op_type != "Clip" or not _clips_to_bytes(clip, value):
+                        fail(index, node, "a Cast to UINT8 needs a Clip to [0, 255] right before it: TensorRT's "
+                             "conversion is undefined outside [0, 256) and differs from ONNX Runtime's there")
+            elif _ONNX_UINT8 in inputs:
+                kind = "Gather does not support UINT8 data" if node.op_type == "Gather" else \
+                    f"{node.op_type} does not take UINT8"
+                fail(index, node, f"{kind}: UINT8 is only supported as network input or output tensor types; Cast it "
+                     "to FLOAT first")
+            if node.op_type == "Gather" and inputs and inputs[0] is not None and inputs[0] not in _GATHER_DATA:
+                fail(index, node, f"Gather does not support data of ONNX type {inputs[0]} on TensorRT {__version__}")
+            if node.op_type == "Resize":
+                if inputs and inputs[0] is not None and inputs[0] not in _ONNX_FLOATS:
+                    fail(index, node, "Resize supports FLOAT and HALF inputs only")
+                mode = attrs.get("mode", b"nearest")
+                transform = attrs.get("coordinate_transformation_mode", b"half_pixel")
+                if mode not in (b"nearest", b"linear") or transform == b"tf_crop_and_resize":
+                    fail(index, node, f"Resize mode {mode.decode()} with {transform.decode()} is not supported")
+            if node.op_type == "TopK":
+                k = value(node.input[1]) if len(node.input) > 1 else np.asarray(attrs.get("k", 0))
+                if k is None:
+                    fail(index, node, "TopK's K input must be an initializer")
+                elif int(np.asarray(k).reshape(-1)[0]) >= TOPK_MAX:
+                    fail(index, node, f"TopK supports K < {TOPK_MAX}, got {int(np.asarray(k).reshape(-1)[0])}")
+        return ok
+
     def _parse(self, data: bytes) -> bool:
         import onnx
 
@@ -373,7 +475,7 @@ class OnnxParser:
                 self._fail(ParserError(ErrorCode.UNSUPPORTED_NODE, f"No importer registered for op: {node.op_type}",
                                        index, node.name, node.op_type))
                 failed = True
-        if failed or not self._check_qdq(proto):
+        if failed or not self._check_qdq(proto) or not self._check_operators(proto):
             return False
         initializers = {init.name for init in proto.graph.initializer}
         for value in proto.graph.input:
