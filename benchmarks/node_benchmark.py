@@ -151,7 +151,8 @@ def run_node(args: argparse.Namespace, outputs: tuple[str, ...], logs: Path) -> 
     from sensor_msgs.msg import Image
 
     params = {"model": args.model, "backend": "onnxruntime", "device": args.device, "threads": args.threads,
-              "input_reliability": "reliable",  # see doc/node.md "Input QoS": best effort needs a larger rmem_max for 2.7 MB frames
+              # what auto picks for this reliable camera, named: the node's cost, not the graph check's
+              "input_reliability": "reliable",
               "diagnostics_period": 1.0}
     logs.mkdir(parents=True, exist_ok=True)
     with Session(logs, params, remaps={"image": "/bench/image_raw"}, probe_name="benchmark_probe") as session:
