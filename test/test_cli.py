@@ -282,7 +282,7 @@ def test_every_run_names_what_ran_and_the_default_model_is_the_nodes(oracle_dir,
     result = run_cli("segment", str(scene[0]), *model_args(oracle_dir))
     lines = result.stderr.strip().splitlines()
     assert lines[0] == "segnet-ros: backend auto chose onnxruntime (cpu, fp32)" and len(lines[0]) < 80
-    assert " on onnxruntime (cpu, fp32) in " in lines[-1]
+    assert " on onnxruntime (cpu, fp32), pipeline host, in " in lines[-1]
     for command in ("segment", "bag", "quantize", "nav2-params"):
         text = " ".join(run_cli(command, "--help").stdout.split())
         assert f"--network NETWORK model name (default {BY_NAME['model'].default}," in text, command

@@ -337,7 +337,7 @@ def test_cameras_share_concurrent_inference_threads_one_frame_each_in_order(orac
 
     from segnet_ros.backends import BackendOptions, create_backend
     from segnet_ros.core.model import ModelFiles, load_model
-    from segnet_ros.core.segnet import SegNet
+    from segnet_ros.core.segnet import ALL_PRODUCTS, Products, SegNet
     from segnet_ros.node.scheduler import InferenceScheduler
 
     @dataclass
@@ -345,6 +345,7 @@ def test_cameras_share_concurrent_inference_threads_one_frame_each_in_order(orac
         index: int
         frame: np.ndarray
         encoding: str = "rgb8"
+        products: Products = ALL_PRODUCTS
 
     model = load_model(ModelFiles.in_folder(oracle_dir))
     backend = create_backend("onnxruntime", model, BackendOptions(device="cpu", callers=3))

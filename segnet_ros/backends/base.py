@@ -62,6 +62,24 @@ def check_input(tensor: np.ndarray, shape: tuple[int, ...], max_batch: int = 1) 
         raise BackendError(f"input tensor {tensor.shape} {tensor.dtype}; expected {expected} float32")
 
 
+PIPELINES = ("auto", "graph", "host")
+
+
+class GraphRunner(ABC):
+    """One camera configuration's whole-frame graph (:mod:`segnet_ros.backends.graph`) on a backend: the
+    camera's bytes in, the finished products out, with no per-pixel work on the host."""
+
+    spec = None  # the GraphSpec it runs
+
+    @abstractmethod
+    def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, H, W, C) uint8 frames of ``spec`` in; each of ``spec.outputs`` out, frame i's at index i.
+        The arrays may be the runner's own buffers, overwritten by the next call."""
+
+    def close(self) -> None:
+        """Release what the graph holds (sessions, engines, device buffers)."""
+
+
 class Backend(ABC):
     """Runs the network. ``run`` takes (N, 3, H, W) float32, 1 <= N <= ``max_batch``, and returns
     (N, C, gh, gw) float32; frame i of the output belongs to frame i of the input."""
@@ -75,10 +93,28 @@ class Backend(ABC):
     # ``run`` may be called from several threads at once, and that pays: each call on cores of its own
     # beats calls that share every core with work around them (benchmarks/bag_benchmark.py)
     concurrent_runs: bool = False
+    # pipeline auto runs the whole frame in the graph here: on GPUs, where the host's numpy would be the
+    # bottleneck; on CPUs the host's renderer is faster than any graph runtime measured (README)
+    graph_by_default: bool = False
+    runs_graph: bool = False  # graph_runner works here
 
     @abstractmethod
     def run(self, tensor: np.ndarray) -> np.ndarray:
         """Inference on one pre-processed tensor."""
+
+    def graph_runner(self, spec) -> GraphRunner:
+        """A runner of the whole-frame graph for ``spec`` (a GraphSpec), or BackendError where this backend
+        cannot run one."""
+        raise BackendError(f"{self.name} cannot run the whole-frame graph; use pipeline host")
+
+    def graph_runner_for(self, model, settings, width: int, height: int, encoding: str, outputs,
+                         mask_size: tuple[int, int] | None, batch: int | None) -> GraphRunner:
+        """:meth:`graph_runner` for a camera as SegNet serves it with ``settings`` (its colours and ignore
+        class); ``mask_size`` None: the camera's size."""
+        from .graph import spec_for
+
+        return self.graph_runner(spec_for(model, settings, width, height, encoding, outputs,
+                                          mask_size if mask_size is not None else "input", batch))
 
     def close(self) -> None:
         """Release resources; the backend is unusable afterwards."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.errors import BackendError
 from ..core.model import Model
-from .base import Backend, BackendOptions, check_input, threads_per_caller
+from .base import Backend, BackendOptions, GraphRunner, check_input, threads_per_caller
 from .qdq import find_qdq_model, missing_qdq_error
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -106,6 +106,7 @@ class OnnxRuntimeBackend(Backend):
     """Runs the model's ONNX file, or its installed INT8 model, in an ONNX Runtime session."""
 
     name = "onnxruntime"
+    runs_graph = True
 
     @property
     def batching_pays(self) -> bool:
@@ -139,6 +140,7 @@ class OnnxRuntimeBackend(Backend):
         self._output = model.files.output_blob
         source = (str(self.model_path) if self.max_batch == 1
                   else batched_model_bytes(self.model_path, self._input, self._output))
+        self._model, self._session_options, self._providers = model, session_options, providers
         try:
             self._session = ort.InferenceSession(source, sess_options=session_options, providers=providers)
         except Exception as exc:
@@ -178,6 +180,27 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.model_path}: the model declares output {list(expected)} but computes "
                 f"{list(logits.shape)}; re-export it with matching input and output shapes")
 
+    @property
+    def graph_by_default(self) -> bool:
+        """On CUDA the host's numpy would be the bottleneck; on the CPU the host's renderer is faster."""
+        return self.device == "cuda"
+
+    def graph_runner(self, spec) -> GraphRunner:
+        """The whole-frame graph of ``spec`` around the model this backend runs (FP32 or INT8), in a session
+        of its own with this backend's providers and threads."""
+        import onnx
+
+        from .graph import build_graph
+
+        graph = build_graph(self._model, spec, onnx.load(str(self.model_path)))
+        try:
+            session = import_onnxruntime().InferenceSession(graph.SerializeToString(),
+                                                            sess_options=self._session_options,
+                                                            providers=self._providers)
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime cannot load the whole-frame graph of {self.model_path}: {exc}") from None
+        return _SessionGraph(spec, session)
+
     def run(self, tensor: np.ndarray) -> np.ndarray:
         check_input(tensor, self._input_shape, self.max_batch)
         (logits,) = self._session.run([self._output], {self._input: tensor})
@@ -185,6 +208,22 @@ class OnnxRuntimeBackend(Backend):
         if logits.shape != expected:
             raise BackendError(f"model produced {logits.shape}; expected {expected}")
         return logits
+
+    def close(self) -> None:
+        self._session = None
+
+
+class _SessionGraph(GraphRunner):
+    """A whole-frame graph in an ONNX Runtime session."""
+
+    def __init__(self, spec, session) -> None:
+        from .graph import GRAPH_INPUT
+
+        self.spec, self._session, self._input = spec, session, GRAPH_INPUT
+        self._names = [output.name for output in session.get_outputs()]
+
+    def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self._names, self._session.run(self._names, {self._input: frames}), strict=True))
 
     def close(self) -> None:
         self._session = None

@@ -24,7 +24,7 @@ import numpy as np
 from ..core.errors import BackendError
 from ..core.model import Model
 from . import cpu as cpu_facts
-from .base import Backend, BackendOptions, check_input
+from .base import Backend, BackendOptions, GraphRunner, check_input
 from .cpu import BF16_FLAGS, CpuInfo
 from .qdq import find_qdq_model, missing_qdq_error
 
@@ -97,6 +97,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     batching_pays = True  # 4 frames a call: about 20% less per frame (BF16, 2-core AVX-512 EPYC)
     device = "cpu"
+    runs_graph = True
 
     def __init__(self, model: Model, options: BackendOptions = BackendOptions(), cpu: CpuInfo | None = None) -> None:
         ov = _openvino()
@@ -130,6 +131,7 @@ class OpenVinoBackend(Backend):
         config = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads
+        self._core, self._config, self._model = core, config, model
         try:
             self._compiled = core.compile_model(network, "CPU", config)
         except Exception as exc:
@@ -176,7 +178,44 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"model produced {logits.shape}; expected {expected}")
         return logits
 
+    def graph_runner(self, spec) -> GraphRunner:
+        """The whole-frame graph of ``spec`` around the model this backend runs, compiled for the CPU.
+        FP32 and INT8 only: the BF16 hint would round the graph's own arithmetic (its colours) too."""
+        import onnx
+
+        from .graph import build_graph
+
+        if self.precision == "bf16":
+            raise BackendError("the whole-frame graph runs on OpenVINO in fp32 or int8 only (BF16 would round its "
+                               "colours); use pipeline host, the default on CPUs, or precision fp32")
+        graph = build_graph(self._model, spec, onnx.load(str(self.model_path)))
+        try:
+            compiled = self._core.compile_model(self._core.read_model(graph.SerializeToString()), "CPU",
+                                                self._config)
+        except Exception as exc:
+            raise BackendError(f"OpenVINO cannot compile the whole-frame graph of {self.model_path}: "
+                               f"{' '.join(str(exc).split())[:300]}") from None
+        return _CompiledGraph(spec, compiled)
+
     def close(self) -> None:
         self._request = None
         self._compiled = None
 
+
+
+class _CompiledGraph(GraphRunner):
+    """A whole-frame graph compiled by OpenVINO; calls take turns on one infer request."""
+
+    def __init__(self, spec, compiled) -> None:
+        self.spec, self._compiled = spec, compiled
+        self._request = compiled.create_infer_request()
+        self._names = [output.get_any_name() for output in compiled.outputs]
+        self._lock = threading.Lock()
+
+    def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        with self._lock:
+            result = self._request.infer({0: np.ascontiguousarray(frames)})
+            return {name: np.array(result[name]) for name in self._names}  # copies: the request reuses its own
+
+    def close(self) -> None:
+        self._request = self._compiled = None

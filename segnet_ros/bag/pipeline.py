@@ -24,8 +24,8 @@ import numpy as np
 from ..backends.cpu import usable_cores
 from ..core.decode import MAX_INPUT_PIXELS
 from ..core.errors import FrameError
-from ..core.outputs import IMAGE_OUTPUTS, MODEL_OUTPUTS, class_labels_text
-from ..core.segnet import Segmentation, SegNet
+from ..core.outputs import IMAGE_OUTPUTS, MODEL_OUTPUTS, class_labels_text, products_for
+from ..core.segnet import Products, Segmentation, SegNet
 from .reader import BagReader
 from .topics import TopicPlan
 from .typestore import IMAGE, LABEL_INFO, STRING, UINT32_ARRAY, BagError, has_label_info, label_info_missing
@@ -141,6 +141,11 @@ class BagPipeline:
         self._buffers: dict[tuple, np.ndarray] = {}
         self._copied = self._written = 0
         self._announced: set[str] = set()
+        # what the graph computes per frame (pipeline graph): the outputs written, and the histogram, whose
+        # shares the summary reports, at the mask's size
+        mask = settings.mask_size
+        self._products = Products(products_for(settings.outputs) | {"histogram"},
+                                  None if mask == "input" else net.grid_size if mask == "grid" else mask)
         self._connect()
 
     # -- connections, made up front in a fixed order ---------------------------------------------------
@@ -242,7 +247,7 @@ class BagPipeline:
                 if item is _END:
                     return
                 try:
-                    item.segmentation = self.net.process(item.frame, item.encoding)
+                    item.segmentation = self.net.process(item.frame, item.encoding, self._products)
                 except FrameError as exc:
                     item.error = str(exc)
                 item.frame = None

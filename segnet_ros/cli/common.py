@@ -15,7 +15,7 @@ from ..core.errors import SettingsError
 from ..core.model import Model, ModelFiles, load_model
 from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
-from ..core.segnet import SegNetSettings, ignore_class_problem
+from ..core.segnet import PIPELINES, SegNetSettings, ignore_class_problem
 from ..selection import select_model
 from ..zoo import DEFAULT_NETWORK, installed_or_reference
 from ..zoo.locations import MODELS_ENV
@@ -140,6 +140,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
         group.add_argument("--threads", default=0,
                            type=int_in_range(0, "0 (the runtime decides) or a thread count up to 1024", 1024),
                            help="CPU threads for ONNX Runtime and OpenVINO (0: their default)")
+        group.add_argument("--pipeline", choices=PIPELINES, default="auto",
+                           help="where the per-pixel work runs: graph (the whole frame inside the backend's "
+                                "engine), host (numpy) or auto (default: graph on GPUs, host on CPUs, where it "
+                                "is faster)")
     defaults = BackendOptions()
     group = parser.add_argument_group("TensorRT")
     group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ..core.segnet import Segmentation, SegNet
+from ..core.segnet import Products, Segmentation, SegNet
 from .common import add_model_arguments, add_rendering_arguments, backend_from_args, load_from_args, segnet_settings
 from .media import Sink, open_source
 from .progress import Progress
@@ -85,14 +85,17 @@ def run(args: argparse.Namespace) -> int:
     sink = Sink(args.output, source, args.overwrite) if args.output else None
     model = load_from_args(args)
     settings = segnet_settings(args, model)
-    net = SegNet(model, backend_from_args(args, model), settings)
+    net = SegNet(model, backend_from_args(args, model), settings, args.pipeline)
+    # what the graph computes (pipeline graph): the pictures, and the grid's histogram for --stats
+    products = Products(frozenset({"overlay", "color_mask"} | ({"histogram"} if args.stats else set())),
+                        net.grid_size if args.stats else None)
     progress = Progress(source.count, enabled=None if args.progress and source.count != 1 else False)
     totals = np.zeros(4)
     frames = 0
     started = time.perf_counter()
     try:
         for name, image in source:
-            segmentation = net.process(image, "bgr8")
+            segmentation = net.process(image, "bgr8", products)
             render_start = time.perf_counter()
             if sink is not None:
                 sink.write(name, compose(segmentation, args.visualize))
@@ -105,14 +108,15 @@ def run(args: argparse.Namespace) -> int:
             progress.update()
     finally:
         progress.close()
-        net.backend.close()
+        net.close()
         if sink is not None:
             sink.close()
     elapsed = time.perf_counter() - started
     mean = totals / max(frames, 1)
     print(
         f"segmented {frames} frame{'s' if frames != 1 else ''} with {model.name} on "
-        f"{net.backend.describe()} in {elapsed:.2f} s ({frames / max(elapsed, 1e-9):.1f} fps); "
+        f"{net.backend.describe()}, pipeline {net.pipeline}, in {elapsed:.2f} s "
+        f"({frames / max(elapsed, 1e-9):.1f} fps); "
         f"per frame: preprocess {mean[0]:.1f} ms, inference {mean[1]:.1f} ms, "
         f"classify {mean[2]:.1f} ms, render+write {mean[3]:.1f} ms",
         file=sys.stderr,

@@ -18,6 +18,19 @@ CAMERA_OUTPUTS = IMAGE_OUTPUTS + COMPRESSED_OUTPUTS + ("class_histogram", "camer
 MODEL_OUTPUTS = ("class_labels", "label_info")
 OUTPUTS = CAMERA_OUTPUTS + MODEL_OUTPUTS
 MASK_SIZES = ("input", "grid", "depth")  # or an explicit WxH
+# the per-pixel products of a frame: what the whole-frame graph computes (pipeline graph) or the host renders
+PRODUCTS = ("class_mask", "confidence", "color_mask", "overlay", "histogram")
+_NEEDS = {"class_histogram": ("histogram",), "points": ("class_mask", "confidence")}
+
+
+def products_for(outputs) -> frozenset[str]:
+    """The products that these outputs are made of (``overlay/compressed`` needs ``overlay``, ``points``
+    the class mask and the confidence); names that are no product of a frame need none."""
+    needed: set[str] = set()
+    for name in outputs:
+        base = name.split("/")[0]
+        needed.update(_NEEDS.get(name, (base,) if base in PRODUCTS else ()))
+    return frozenset(needed)
 
 
 def class_labels_text(model_name: str, class_names, rgba) -> str:

@@ -1,7 +1,10 @@
 """SegNet: one small object that segments frames, in the spirit of jetson-inference's segNet.
 
-``SegNet.process(frame)`` runs pre-processing, the backend and the argmax, and
-returns a :class:`Segmentation`; every picture is rendered only when asked for.
+``SegNet.process(frame)`` runs pre-processing, the backend and the argmax, and returns a
+:class:`Segmentation`; every picture is rendered only when asked for. With ``pipeline graph`` the
+whole frame runs in the backend instead (camera bytes in, finished products out: the backends'
+``graph_runner``), and the result is a :class:`GraphSegmentation` of the products asked for: the host
+only copies bytes in and out, which is what a GPU needs (its numpy would be the bottleneck).
 """
 
 from __future__ import annotations
@@ -9,17 +12,23 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .classify import classify
 from .errors import SettingsError
 from .frames import Encoding, check_frame, encoding
 from .model import Model
+from .outputs import PRODUCTS
 from .preprocess import RESIZE_METHODS, Preprocessor
 from .render import FILTER_MODES, Renderer
+
+PIPELINES = ("auto", "graph", "host")
+CACHED_GRAPHS = 8  # camera configurations whose graph stays loaded (a node has a few cameras and settings)
 
 Size = tuple[int, int]  # (width, height)
 
@@ -42,6 +51,24 @@ class SegNetSettings:
             raise ValueError(f"overlay_alpha must be an integer 0..255, got {self.overlay_alpha!r}")
         if not 0 <= self.overlay_alpha <= 255:
             raise ValueError(f"overlay_alpha must be in 0..255, got {self.overlay_alpha}")
+
+
+@dataclass(frozen=True)
+class Products:
+    """What the graph computes for a frame: ``outputs`` (of :data:`PRODUCTS`), with class mask, confidence
+    and histogram at ``mask_size`` ((width, height); None: the frame's size). The host path renders
+    lazily and needs no such request."""
+
+    outputs: frozenset[str] = frozenset(PRODUCTS)
+    mask_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", frozenset(self.outputs))
+        if not self.outputs <= set(PRODUCTS):
+            raise ValueError(f"products must be among {', '.join(PRODUCTS)}, got {sorted(self.outputs)}")
+
+
+ALL_PRODUCTS = Products()
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,79 @@ class Segmentation:
         return "bgr8" if self.encoding.bgr else "rgb8"
 
 
+class GraphSegmentation(Segmentation):
+    """A frame's products as the whole-frame graph computed them (pipeline graph): the same calls as
+    :class:`Segmentation`, answered by copies of the graph's outputs. Class ids, confidence and the
+    histogram exist at the size asked for only; a picture at another size (segnet.py's half-size mask)
+    is the full one resized for display."""
+
+    def __init__(self, net: SegNet, frame: np.ndarray, enc: Encoding, products: dict[str, np.ndarray],
+                 mask_size: tuple[int, int], settings: SegNetSettings, colors: np.ndarray,
+                 timings: Timings = Timings()) -> None:
+        self._net = net
+        self.timings = timings
+        self.frame = frame
+        self.encoding = enc
+        self.products = products
+        self.mask_size = mask_size
+        self.settings = settings
+        self.colors = colors
+
+    @property
+    def grid_size(self) -> Size:
+        return self._net.grid_size
+
+    def _product(self, name: str) -> np.ndarray:
+        if name not in self.products:
+            raise ValueError(f"the graph did not compute {name} for this frame; ask process_batch for it")
+        return self.products[name]
+
+    def _mask_product(self, name: str, size: Size | None, out: np.ndarray | None) -> np.ndarray:
+        if self._size(size) != self.mask_size:
+            raise ValueError(f"the graph computed {name} at {self.mask_size[0]}x{self.mask_size[1]}, not "
+                             f"{self._size(size)[0]}x{self._size(size)[1]}; ask process_batch for that size")
+        return _into(self._product(name), out)
+
+    def class_mask(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        return self._mask_product("class_mask", size, out)
+
+    def confidence(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        return self._mask_product("confidence", size, out)
+
+    def histogram(self, size: Size | None = None) -> np.ndarray:
+        if self._size(size) != self.mask_size:
+            raise ValueError(f"the graph counted the histogram at {self.mask_size[0]}x{self.mask_size[1]}")
+        return self._product("histogram").astype(np.int64)
+
+    def _picture(self, name: str, size: Size | None, out: np.ndarray | None) -> np.ndarray:
+        picture = self._product(name)
+        width, height = self._size(size)
+        if (width, height) != self.input_size:
+            picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
+        return _into(picture, out)
+
+    def color_mask(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        return self._picture("color_mask", size, out)
+
+    def overlay(self, size: Size | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        return self._picture("overlay", size, out)
+
+    def pictures(self, color_out: np.ndarray | None = None, overlay_out: np.ndarray | None = None,
+                 color: bool = True, overlay: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return (self.color_mask(None, color_out) if color else None,
+                self.overlay(None, overlay_out) if overlay else None)
+
+
+def _into(array: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``array`` copied into ``out`` (checked like the renderer's), or ``array`` itself."""
+    if out is None:
+        return array
+    if out.shape != array.shape or out.dtype != array.dtype:
+        raise ValueError(f"out must be a {array.dtype} {array.shape} array, got {out.dtype} {out.shape}")
+    np.copyto(out, array)
+    return out
+
+
 def ignore_class_problem(names: Sequence[str], name: str, model_name: str) -> str | None:
     """Why ``name`` cannot be the ignore class, or None. "" means none; the default ``void``
     (jetson-inference's, a class of Cityscapes only) is allowed for every model; any other name that
@@ -141,13 +241,24 @@ def ignore_class_problem(names: Sequence[str], name: str, model_name: str) -> st
 class SegNet:
     """A loaded model on a backend: frames in, :class:`Segmentation` out."""
 
-    def __init__(self, model: Model, backend, settings: SegNetSettings | None = None) -> None:
+    def __init__(self, model: Model, backend, settings: SegNetSettings | None = None, pipeline: str = "host") -> None:
+        """``pipeline``: ``host`` (pre-processing, argmax and rendering in numpy), ``graph`` (the whole frame
+        in the backend) or ``auto`` (graph where the backend says it pays: GPUs)."""
+        if pipeline not in PIPELINES:
+            raise SettingsError(f"pipeline must be one of {', '.join(PIPELINES)}, got '{pipeline}'")
+        if pipeline == "auto":
+            pipeline = "graph" if getattr(backend, "graph_by_default", False) else "host"
+        if pipeline == "graph" and not getattr(backend, "runs_graph", False):
+            raise SettingsError(f"pipeline graph needs a backend that runs the whole-frame graph (onnxruntime, "
+                                f"openvino or tensorrt); {getattr(backend, 'name', 'this backend')} does not")
         self.model = model
         self.backend = backend
+        self.pipeline = pipeline
         self.renderer = Renderer(model.grid_width, model.grid_height)
         self.timings = Timings()
         self._local = threading.local()  # each calling thread's batch tensor and pre-processor
         self._lock = threading.Lock()
+        self._runners: OrderedDict = OrderedDict()  # (camera configuration, settings) -> the backend's graph
         self._apply(settings or SegNetSettings())
 
     # -- settings -----------------------------------------------------------------------
@@ -197,15 +308,19 @@ class SegNet:
             preprocessor = local.preprocessor = Preprocessor(self.model.input_width, self.model.input_height, resize)
         return batch, preprocessor
 
-    def process(self, frame: np.ndarray, encoding_name: str = "rgb8") -> Segmentation:
-        """Segment one uint8 frame given in ``encoding_name`` (rgb8, bgr8, rgba8, bgra8, mono8)."""
-        return self.process_batch([(frame, encoding_name)])[0]
+    def process(self, frame: np.ndarray, encoding_name: str = "rgb8", products: Products = ALL_PRODUCTS
+                ) -> Segmentation:
+        """Segment one uint8 frame given in ``encoding_name`` (rgb8, bgr8, rgba8, bgra8, mono8);
+        ``products``: what the graph computes (pipeline graph; the host renders what is asked later)."""
+        return self.process_batch([(frame, encoding_name)], [products])[0]
 
-    def process_batch(self, frames: Sequence[tuple[np.ndarray, str]]) -> list[Segmentation]:
+    def process_batch(self, frames: Sequence[tuple[np.ndarray, str]],
+                      products: Sequence[Products] | None = None) -> list[Segmentation]:
         """Segment several (frame, encoding) pairs, e.g. one per camera, in as few backend calls as the
         backend's ``max_batch`` allows; frames may differ in size and encoding. Result i is frame i's.
         Several threads may call it at once where the backend takes concurrent calls
-        (``backend.concurrent_runs``): each thread has its own batch tensor and pre-processor."""
+        (``backend.concurrent_runs``): each thread has its own batch tensor and pre-processor.
+        ``products[i]`` is what the graph computes for frame i (pipeline graph; default: everything)."""
         with self._lock:
             settings, colors, ignore_id = self._settings, self._colors, self._ignore_id
         checked = []
@@ -215,6 +330,8 @@ class SegNet:
         count = len(checked)
         if count == 0:
             return []
+        if self.pipeline == "graph":
+            return self._graph_batch(checked, list(products or [ALL_PRODUCTS] * count), settings, colors)
         batch, preprocessor = self._thread_buffers(count, settings.resize)
         start, start_cpu = time.perf_counter(), time.thread_time()
         for i, (frame, enc) in enumerate(checked):
@@ -236,3 +353,67 @@ class SegNet:
             (prepared_cpu - start_cpu) * 1e3, classify_cpu * 1e3)
         return [Segmentation(self, frame, enc, grid, confidence, settings, colors, timings)
                 for (frame, enc), (grid, confidence) in zip(checked, results, strict=True)]
+
+    # -- the whole frame in the backend (pipeline graph) -------------------------------------------
+    def _runner(self, key: tuple, settings: SegNetSettings, batch: int | None):
+        """The backend's graph for this camera configuration and these settings, kept for the next frames
+        (a settings change makes another; the oldest of more than CACHED_GRAPHS is closed)."""
+        width, height, name, wanted = key
+        with self._lock:
+            runner = self._runners.get((key, settings))
+            if runner is not None:
+                self._runners.move_to_end((key, settings))
+                return runner
+        runner = self.backend.graph_runner_for(self.model, settings, width, height, name, wanted.outputs,
+                                               wanted.mask_size, batch)
+        with self._lock:
+            self._runners[(key, settings)] = runner
+            while len(self._runners) > CACHED_GRAPHS:
+                self._runners.popitem(last=False)[1].close()
+        return runner
+
+    def _graph_batch(self, checked: list[tuple[np.ndarray, Encoding]], products: list[Products],
+                     settings: SegNetSettings, colors: np.ndarray) -> list[Segmentation]:
+        """Frames of one size, encoding and request go through one graph, ``max_batch`` at a time."""
+        groups: dict[tuple, list[int]] = {}
+        for index, ((frame, enc), wanted) in enumerate(zip(checked, products, strict=True)):
+            groups.setdefault((frame.shape[1], frame.shape[0], enc.name, wanted), []).append(index)
+        step = max(1, getattr(self.backend, "max_batch", 1))
+        results: list[Segmentation | None] = [None] * len(checked)
+        copy_in = run = copy_out = copy_in_cpu = copy_out_cpu = 0.0
+        for key, indices in groups.items():
+            mask_size = key[3].mask_size or (key[0], key[1])
+            if not key[3].outputs:  # nothing wanted but the frame's header (camera_info_mask): no call
+                for index in indices:
+                    results[index] = GraphSegmentation(self, *checked[index], {}, mask_size, settings, colors)
+                continue
+            runner = self._runner(key, settings, None if step > 1 else 1)
+            for first in range(0, len(indices), step):
+                chunk = indices[first:first + step]
+                start, start_cpu = time.perf_counter(), time.thread_time()
+                frames = np.stack([checked[i][0] for i in chunk])  # the copy in: (N, H, W, C) uint8
+                began, began_cpu = time.perf_counter(), time.thread_time()
+                outputs = runner.run(frames)
+                ran, ran_cpu = time.perf_counter(), time.thread_time()
+                for j, index in enumerate(chunk):  # the copies out: the runner reuses its buffers
+                    frame, enc = checked[index]
+                    results[index] = GraphSegmentation(self, frame, enc, {k: v[j].copy() for k, v in outputs.items()},
+                                                       mask_size, settings, colors)
+                copy_in += began - start
+                run += ran - began
+                copy_out += time.perf_counter() - ran
+                copy_in_cpu += began_cpu - start_cpu
+                copy_out_cpu += time.thread_time() - ran_cpu
+        self.timings = timings = Timings(copy_in * 1e3, run * 1e3, copy_out * 1e3, len(checked), copy_in_cpu * 1e3,
+                                         copy_out_cpu * 1e3)
+        for result in results:
+            result.timings = timings
+        return results
+
+    def close(self) -> None:
+        """Release the graphs and the backend."""
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), OrderedDict()
+        for runner in runners:
+            runner.close()
+        self.backend.close()

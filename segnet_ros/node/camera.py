@@ -32,9 +32,9 @@ from std_msgs.msg import Header, MultiArrayDimension, UInt32MultiArray
 
 from ..core.decode import compressed_to_array, depth_to_array, image_to_array
 from ..core.errors import FrameError
-from ..core.outputs import COMPRESSED_OUTPUTS, IMAGE_OUTPUTS
+from ..core.outputs import COMPRESSED_OUTPUTS, IMAGE_OUTPUTS, products_for
 from ..core.pointcloud import CloudBuilder, Intrinsics
-from ..core.segnet import Segmentation, SegNet
+from ..core.segnet import ALL_PRODUCTS, GraphSegmentation, Products, Segmentation, SegNet
 from .conversions import ImageBuffers, array_to_compressed, scale_camera_info
 from .depth import DepthPairer
 from .pipeline import LatestSlot, LossCounter, PipelineStats, Stages
@@ -73,6 +73,8 @@ class Job:
     wanted: dict[str, bool]
     received_at: float
     cpu_decode_ms: float
+    mask_setting: str | tuple[int, int] = "input"  # read once: a parameter change never splits a frame
+    products: Products = ALL_PRODUCTS  # what the graph computes for it (pipeline graph)
 
 
 class DepthFrame(NamedTuple):
@@ -270,7 +272,11 @@ class CameraPipeline:
         except FrameError as exc:
             self.failed(exc)
             return None
-        return Job(msg.header, frame, encoding, wanted, received_at, (time.thread_time() - started) * 1e3)
+        setting = self._mask_size()
+        size = {"input": None, "grid": self.net.grid_size, "depth": self._depth_size}.get(setting, setting)
+        products = Products(products_for(name for name, on in wanted.items() if on), size)
+        return Job(msg.header, frame, encoding, wanted, received_at, (time.thread_time() - started) * 1e3,
+                   setting, products)
 
     def deliver(self, job: Job, segmentation: Segmentation, started: float, finished: float) -> None:
         """The result of ``job``, from a segmentation call (its batch's) that ran from ``started`` to
@@ -298,10 +304,11 @@ class CameraPipeline:
 
     def _publish(self, job: Job, seg: Segmentation, inference_started: float, inference_finished: float) -> None:
         cpu_started = time.thread_time()
-        header, wanted = job.header, job.wanted
-        setting = self._mask_size()  # read once: a parameter change never splits a frame
+        header, wanted, setting = job.header, job.wanted, job.mask_setting
         depth = self._paired_depth(header) if wanted.get("points") or setting == "depth" else None
-        width, height = self._size(setting, seg)
+        # the graph computed the masks at the size known when the frame went in; the host renders any size
+        width, height = (job.products.mask_size or seg.input_size) if isinstance(seg, GraphSegmentation) \
+            else self._size(setting, seg)
         mask_shape, image_shape = (height, width), (seg.input_size[1], seg.input_size[0], 3)
         buffers = self._buffers
         cloud = bool(wanted.get("points")) and depth is not None

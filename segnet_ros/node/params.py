@@ -12,6 +12,7 @@ from ..backends.base import DEVICES, PRECISIONS, BackendOptions
 from ..core.outputs import MASK_SIZES, parse_mask_size
 from ..core.preprocess import RESIZE_METHODS
 from ..core.render import FILTER_MODES
+from ..core.segnet import PIPELINES
 from ..zoo import DEFAULT_NETWORK
 
 TRANSPORTS = ("raw", "compressed")
@@ -56,6 +57,9 @@ PARAMS: tuple[Param, ...] = (
           "quantize' installed a model of this ONNX file that passed its check, "
           "bf16 where the CPU has it natively (OpenVINO), else fp32",
           PRECISIONS),
+    Param("pipeline", "auto", "where the per-pixel work runs: graph (the whole frame inside the backend's engine: "
+          "the CPU touches no pixel), host (numpy) or auto (graph on GPUs, host on CPUs, where it is faster)",
+          PIPELINES),
     Param("engine_cache_dir", "", "TensorRT engine cache folder; empty: the user cache"),
     Param("workspace_mb", 1024, "TensorRT builder workspace limit (MiB)", int_range=(16, 65536)),
     Param("dla_core", -1, "Jetson DLA core for TensorRT; -1: the GPU", int_range=(-1, 7)),

@@ -108,7 +108,8 @@ class InferenceScheduler:
     def _infer(self, jobs: list[tuple[object, object]]) -> None:
         started = time.monotonic()
         try:
-            results = self.net.process_batch([(job.frame, job.encoding) for _, job in jobs])
+            results = self.net.process_batch([(job.frame, job.encoding) for _, job in jobs],
+                                             [job.products for _, job in jobs])
         except FrameError as exc:
             if len(jobs) == 1:
                 jobs[0][0].failed(exc)

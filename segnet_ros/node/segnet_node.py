@@ -136,7 +136,12 @@ class Segmenter:
         callers = len(names) if values["batching"] != "always" else 1
         options = dataclasses.replace(backend_options(values), max_batch=len(names) if batches else 1,
                                       callers=callers)
-        self.net = SegNet(model, create_backend(values["backend"], model, options), settings)
+        backend = create_backend(values["backend"], model, options)
+        try:
+            self.net = SegNet(model, backend, settings, values["pipeline"])
+        except SegnetError:
+            backend.close()
+            raise
         if not self.node.has_parameter("class_names"):
             self.node.declare_parameter("class_names", list(self.net.class_names), ParameterDescriptor(
                 description="class names of the loaded model, by id", read_only=True))
@@ -180,7 +185,8 @@ class Segmenter:
         node.get_logger().info(
             f"segmenting {topics} with {net.model.name} "
             f"({net.model.input_width}x{net.model.input_height}, {net.num_classes} classes) "
-            f"on {net.backend.describe()}{how}; input QoS {self.cameras[0].settings.input_reliability}")
+            f"on {net.backend.describe()}, pipeline {net.pipeline}{how}; "
+            f"input QoS {self.cameras[0].settings.input_reliability}")
 
     def _refresh_inputs(self) -> None:
         for camera in self.cameras:
@@ -215,7 +221,7 @@ class Segmenter:
             self.node.destroy_publisher(publisher)
         self._model_pubs = {}
         if self.net is not None:
-            self.net.backend.close()
+            self.net.close()
             self.net = None
 
     def close(self) -> None:
@@ -240,7 +246,8 @@ class Segmenter:
         the shared model's: backend, calls, batch sizes."""
         net, node = self.net, self.node
         fqn, hardware = node.get_fully_qualified_name(), net.backend.describe()
-        model = {"backend": net.backend.name, "device": net.backend.device, "model": net.model.name}
+        model = {"backend": net.backend.name, "device": net.backend.device, "model": net.model.name,
+                 "pipeline": net.pipeline}
         statuses = [camera.diagnostics(f"{fqn}: {camera.prefix or 'segmentation'}", hardware,
                                        {"camera": camera.prefix, **model} if camera.prefix else model)
                     for camera in self.cameras]
