@@ -159,6 +159,16 @@ def test_at_net_and_at_label_score_as_the_independent_implementation(cli, tmp_pa
     assert by_at["net"]["pixel_accuracy"] != by_at["label"]["pixel_accuracy"]
 
 
+def test_the_graph_pipeline_scores_as_the_host(cli, tmp_path, rng):
+    """--pipeline graph: the class mask at each scoring size comes out of the graph, with the same figures."""
+    images, labels, frames = make_set(tmp_path, rng, sizes=[(512, 256), (128, 64), (W, H)])
+    for at in ("net", "label"):
+        host = cli.json(str(images), str(labels), "--at", at, "--pipeline", "host")[0]
+        graph = cli.json(str(images), str(labels), "--at", at, "--pipeline", "graph")[0]
+        assert_metrics_match(graph, mmseg_metrics(expected(frames, at), 8))
+        assert graph["confusion"] == host["confusion"] and graph["pixels"] == host["pixels"]
+
+
 def test_the_default_ignore_class_is_never_predicted(cli, tmp_path, rng):
     images, labels, frames = make_set(tmp_path, rng, sizes=[(W, H)] * 2)
     (run,) = cli.json(str(images), str(labels), "--ignore-class", "void")

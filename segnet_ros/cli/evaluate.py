@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     runs = _runs(model, args)
     try:
         active = [item for item in runs if item.backend is not None]
-        nets = [SegNet(model, item.backend, segnet_settings(args)) for item in active]
+        nets = [SegNet(model, item.backend, segnet_settings(args), args.pipeline) for item in active]
         progress = Progress(source.count, enabled=None if args.progress else False)
         started = time.perf_counter()
         try:

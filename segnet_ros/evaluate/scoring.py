@@ -28,7 +28,7 @@ from ..backends.base import Backend
 from ..core.errors import SegnetError
 from ..core.model import Model
 from ..core.preprocess import Preprocessor
-from ..core.segnet import SegNet, SegNetSettings
+from ..core.segnet import Products, SegNet, SegNetSettings
 from .labels import LabelDecoder
 from .metrics import MAX_LABEL_VALUE, ConfusionMatrix, Metrics
 from .pairs import BagSet, FileSet, LabelledFrame
@@ -121,7 +121,9 @@ class _Run:
     def predict(self, frame: LabelledFrame, size: Size) -> np.ndarray:
         started = time.perf_counter()
         if self.upsample == "nearest":
-            prediction = self.net.process(frame.image, frame.encoding).class_mask(size)
+            # the class mask alone, at the scoring size (all the graph computes on pipeline graph)
+            prediction = self.net.process(frame.image, frame.encoding,
+                                          Products(frozenset({"class_mask"}), tuple(size))).class_mask(size)
         else:
             logits = self.net.backend.run(self.preprocessor(frame.image, frame.encoding))
             prediction = bilinear_classes(logits[0], size, self.ignore_id)
