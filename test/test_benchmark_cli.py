@@ -14,7 +14,8 @@ from conftest import run_cli
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 FIELDS = {"kind", "backend", "device", "precision", "available", "reason", "native", "median_ms", "p95_ms"}
-FAST = ("--runs", "3", "--warmup", "1", "--input-size", "160x120", "--threads", "1")
+FAST = ("--runs", "3", "--warmup", "1", "--input-size", "160x120", "--threads", "1", "--frame-sizes", "160x120,96x64",
+        "--frame-runs", "2")
 
 
 def benchmark_json(*args: str) -> list[dict]:
@@ -112,8 +113,9 @@ def test_bad_arguments_are_one_line(args, words):
 def test_tensorrt_rows_run_where_tensorrt_does_and_auto_marks_them(fake_trt, oracle_dir):
     """The contract-enforcing fake stands in for TensorRT and a GPU (it computes in numpy, so it is slow:
     that auto's pick is then not the fastest row is said, as a warning, not hidden)."""
-    result = run_cli("benchmark", *FAST, "--json", "--model", str(oracle_dir / "fcn_resnet18.onnx"),
-                     "--backends", "tensorrt,onnxruntime", env=fake_trt.child_env(), timeout=300)
+    result = run_cli("benchmark", *FAST, "--frame-sizes", "none", "--json", "--model",
+                     str(oracle_dir / "fcn_resnet18.onnx"), "--backends", "tensorrt,onnxruntime",
+                     env=fake_trt.child_env(), timeout=300)
     assert result.returncode == 0, result.stderr
     table = inference(json.loads(result.stdout))
     assert table["tensorrt", "cuda", "fp16"]["available"] and table["tensorrt", "cuda", "fp16"]["auto"]
@@ -145,3 +147,15 @@ def test_auto_verdict_compares_with_the_fastest_row():
     _, _, verdict = auto_verdict([row("onnxruntime", "fp32", 66.0), unavailable])
     assert verdict == ("auto's pick did not run here (bf16: not native on this CPU); the fastest row is "
                        "onnxruntime fp32")
+
+
+def test_full_frame_rows_time_both_pipelines_and_the_host_cpu_outside_the_engine():
+    """Host and graph rows per backend and size; on the graph the host only copies bytes in and out."""
+    rows = benchmark_json("--network", "reference-64x32", "--backends", "onnxruntime")
+    frames = {(r["backend"], r["precision"], r["pipeline"], r["size"]): r for r in rows if r["kind"] == "frame"}
+    assert set(frames) == {("onnxruntime", "fp32", pipeline, size) for pipeline in ("host", "graph")
+                           for size in ("160x120", "96x64")}
+    assert all(r["available"] and r["runs"] == 2 and r["median_ms"] > 0 for r in frames.values())
+    for size in ("160x120", "96x64"):
+        host, graph = (frames["onnxruntime", "fp32", pipeline, size] for pipeline in ("host", "graph"))
+        assert 0 <= graph["host_cpu_ms"] < host["host_cpu_ms"]

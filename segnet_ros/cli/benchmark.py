@@ -36,6 +36,7 @@ CANDIDATES = (
     ("openvino", "cpu", "fp32"), ("openvino", "cpu", "bf16"), ("openvino", "cpu", "int8"),
 )
 BASELINE = ("onnxruntime", "cpu", "fp32")
+FRAME_SIZES = ((1280, 720), (1920, 1080))
 AUTO_TOLERANCE = 1.05  # auto's row may be at most 5% slower than the fastest allowed row
 
 
@@ -105,8 +106,89 @@ def add_parser(subparsers) -> None:
                        metavar="WxH", help="camera frame size for pre-processing and rendering (default 1280x720)")
     group.add_argument("--backends", default="", metavar="LIST",
                        help="comma-separated backends to time (default: all of tensorrt, onnxruntime, openvino)")
+    group.add_argument("--frame-sizes", "--frame_sizes", dest="frame_sizes", type=_sizes,
+                       default=FRAME_SIZES, metavar="WxH,...",
+                       help="camera sizes of the full-frame rows, host and graph pipelines side by side "
+                            "(default 1280x720,1920x1080; 'none' leaves them out)")
+    group.add_argument("--frame-runs", "--frame_runs", dest="frame_runs", default=10,
+                       type=int_in_range(1, "a number of timed frames 1..10000", 10000),
+                       help="timed frames per full-frame row (default 10)")
     group.add_argument("--json", action="store_true", help="print the rows as a JSON list instead of a table")
     parser.set_defaults(run=run)
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(_size(part) for part in text.split(",") if part.strip())
+
+
+@dataclass
+class FrameRow:
+    """The full frame on one backend and pipeline at one camera size: camera bytes to every output."""
+
+    row: Row
+    pipeline: str
+    size: tuple[int, int]
+    reason: str = ""
+    times_ms: list[float] = field(default_factory=list)
+    host_cpu_ms: list[float] = field(default_factory=list)  # the calling thread's CPU outside the engine call
+
+    @property
+    def median_ms(self) -> float | None:
+        return float(np.median(self.times_ms)) if self.times_ms else None
+
+
+def full_frame(net: SegNet, frame: np.ndarray, buffers: dict) -> float:
+    """One frame from camera bytes to every product, as the node publishes them (the pictures into
+    reused buffers); the host CPU this thread spent outside the engine call, in ms (not the thread's whole
+    CPU time: ONNX Runtime computes on the calling thread too, and that is the engine's)."""
+    seg = net.process(frame, "bgr8")
+    rendering = time.thread_time()
+    seg.class_mask(None, buffers["mask"])
+    seg.confidence(None, buffers["confidence"])
+    seg.pictures(buffers["color"], buffers["overlay"])
+    seg.histogram()
+    spent = time.thread_time() - rendering
+    timings = seg.timings
+    return (timings.preprocess_cpu + timings.classify_cpu) / timings.frames + spent * 1e3
+
+
+def frame_rows(model: Model, backends: dict[tuple, Backend], rows: list[Row], sizes, runs: int,
+               warmup: int = 2) -> list[FrameRow]:
+    """Host and graph pipelines of every backend that ran, at every size, taking turns frame by frame."""
+    from ..core.segnet import SegNetSettings
+
+    timed: list[tuple[FrameRow, SegNet, np.ndarray, dict]] = []
+    out: list[FrameRow] = []
+    for row in rows:
+        backend = backends.get(row.key)
+        if backend is None:
+            continue
+        for pipeline in ("host", "graph"):
+            for size in sizes:
+                frame_row = FrameRow(row, pipeline, size)
+                out.append(frame_row)
+                frame = _camera_frame(size)
+                buffers = {"mask": np.empty(frame.shape[:2], np.uint8), "confidence": np.empty(frame.shape[:2],
+                                                                                              np.uint8),
+                           "color": np.empty(frame.shape, np.uint8), "overlay": np.empty(frame.shape, np.uint8)}
+                try:
+                    net = SegNet(model, backend, SegNetSettings(), pipeline)
+                    for _ in range(warmup):  # the first frame builds the graph, index maps and buffers
+                        full_frame(net, frame, buffers)
+                except SegnetError as exc:
+                    frame_row.reason = " ".join(str(exc).split())
+                    continue
+                timed.append((frame_row, net, frame, buffers))
+    for round_index in range(runs):
+        shift = round_index % len(timed) if timed else 0
+        for frame_row, net, frame, buffers in timed[shift:] + timed[:shift]:
+            started = time.perf_counter()
+            cpu = full_frame(net, frame, buffers)
+            frame_row.times_ms.append((time.perf_counter() - started) * 1e3)
+            frame_row.host_cpu_ms.append(cpu)
+    return out
 
 
 def _native(row: Row, facts: Facts) -> tuple[bool | None, str]:
@@ -251,6 +333,30 @@ def _json_rows(rows: list[Row], stages: dict[str, list[float]], facts: Facts, si
     return out
 
 
+def _json_frames(frames: list[FrameRow], facts: Facts) -> list[dict]:
+    return [{"kind": "frame", "backend": f.row.backend, "device": f.row.device, "precision": f.row.precision,
+             "native": f.row.native, "pipeline": f.pipeline, "size": f"{f.size[0]}x{f.size[1]}",
+             "available": not f.reason, "reason": f.reason, "median_ms": f.median_ms,
+             "p95_ms": float(np.percentile(f.times_ms, 95)) if f.times_ms else None,
+             "host_cpu_ms": float(np.median(f.host_cpu_ms)) if f.host_cpu_ms else None, "runs": len(f.times_ms),
+             "cpu": facts.cpu.describe()} for f in frames]
+
+
+def _frame_table(frames: list[FrameRow]) -> str:
+    if not frames:
+        return ""
+    lines = ["", "the full frame, camera bytes (bgr8) to every output, host and graph pipelines taking turns;",
+             "host CPU: the calling thread's CPU outside the engine call (pre-processing, argmax, rendering, copies)",
+             f"  {'backend':<22} {'pipeline':<8} {'camera':<10} {'median':>9} {'host CPU':>9}"]
+    for f in frames:
+        head = f"  {f.row.label():<22} {f.pipeline:<8} {f.size[0]}x{f.size[1]:<5}"
+        if f.median_ms is None:
+            lines.append(f"{head} {'-':>9} {'-':>9}  cannot run: {f.reason}")
+        else:
+            lines.append(f"{head} {f.median_ms:>6.1f} ms {float(np.median(f.host_cpu_ms)):>6.2f} ms")
+    return "\n".join(lines)
+
+
 def _yes_no(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "-"}[value]
 
@@ -309,15 +415,16 @@ def run(args: argparse.Namespace) -> int:
         tensor = Preprocessor(model.input_width, model.input_height)(_camera_frame(args.input_size), "bgr8").copy()
         time_rows(rows, backends, tensor, args.runs, args.warmup)
         logits = next(iter(backends.values())).run(tensor)
+        frames = frame_rows(model, backends, rows, args.frame_sizes, args.frame_runs)
     finally:
         for backend in backends.values():
             backend.close()
     stages = stage_times(model, logits, args.input_size, args.runs)
     _, _, verdict = auto_verdict(rows)
     if args.json:
-        print(json.dumps(_json_rows(rows, stages, facts, args.input_size), indent=1))
+        print(json.dumps(_json_rows(rows, stages, facts, args.input_size) + _json_frames(frames, facts), indent=1))
     else:
-        print(_table(rows, stages, facts, model, args, verdict))
+        print(_table(rows, stages, facts, model, args, verdict) + _frame_table(frames))
     if "within 5%" not in verdict:
         print(f"segnet-ros: warning: {verdict}", file=sys.stderr)
     return 0
