@@ -70,6 +70,7 @@ class GraphRunner(ABC):
     camera's bytes in, the finished products out, with no per-pixel work on the host."""
 
     spec = None  # the GraphSpec it runs
+    fresh_outputs = False  # run's arrays are new each call (no copy needed to keep them past the next call)
 
     @abstractmethod
     def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:

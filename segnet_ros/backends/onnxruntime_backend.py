@@ -216,6 +216,8 @@ class OnnxRuntimeBackend(Backend):
 class _SessionGraph(GraphRunner):
     """A whole-frame graph in an ONNX Runtime session."""
 
+    fresh_outputs = True  # the session allocates its outputs anew each run
+
     def __init__(self, spec, session) -> None:
         from .graph import GRAPH_INPUT
 

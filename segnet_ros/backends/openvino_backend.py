@@ -206,6 +206,8 @@ class OpenVinoBackend(Backend):
 class _CompiledGraph(GraphRunner):
     """A whole-frame graph compiled by OpenVINO; calls take turns on one infer request."""
 
+    fresh_outputs = True  # copied out of the request's buffers under its lock
+
     def __init__(self, spec, compiled) -> None:
         self.spec, self._compiled = spec, compiled
         self._request = compiled.create_infer_request()

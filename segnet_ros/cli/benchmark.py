@@ -345,7 +345,7 @@ def _json_frames(frames: list[FrameRow], facts: Facts) -> list[dict]:
 def _frame_table(frames: list[FrameRow]) -> str:
     if not frames:
         return ""
-    lines = ["", "the full frame, camera bytes (bgr8) to every output, host and graph pipelines taking turns;",
+    lines = ["", "", "the full frame, camera bytes (bgr8) to every output, host and graph pipelines taking turns;",
              "host CPU: the calling thread's CPU outside the engine call (pre-processing, argmax, rendering, copies)",
              f"  {'backend':<22} {'pipeline':<8} {'camera':<10} {'median':>9} {'host CPU':>9}"]
     for f in frames:

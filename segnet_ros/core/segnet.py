@@ -391,13 +391,16 @@ class SegNet:
             for first in range(0, len(indices), step):
                 chunk = indices[first:first + step]
                 start, start_cpu = time.perf_counter(), time.thread_time()
-                frames = np.stack([checked[i][0] for i in chunk])  # the copy in: (N, H, W, C) uint8
+                # (N, H, W, C) uint8: one frame as it is (a copy only where its rows are padded), several stacked
+                frames = (np.ascontiguousarray(checked[chunk[0]][0])[None] if len(chunk) == 1
+                          else np.stack([checked[i][0] for i in chunk]))
                 began, began_cpu = time.perf_counter(), time.thread_time()
                 outputs = runner.run(frames)
                 ran, ran_cpu = time.perf_counter(), time.thread_time()
-                for j, index in enumerate(chunk):  # the copies out: the runner reuses its buffers
+                keep = (lambda a: a) if getattr(runner, "fresh_outputs", False) else np.copy
+                for j, index in enumerate(chunk):  # the copies out, where the runner reuses its buffers
                     frame, enc = checked[index]
-                    results[index] = GraphSegmentation(self, frame, enc, {k: v[j].copy() for k, v in outputs.items()},
+                    results[index] = GraphSegmentation(self, frame, enc, {k: keep(v[j]) for k, v in outputs.items()},
                                                        mask_size, settings, colors)
                 copy_in += began - start
                 run += ran - began
