@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    # Backend and precision: the node's own auto choice, so the demo shows what a user gets here.
-    # Reliable input: best-effort DDS loses 2.7 MB frames unless net.core.rmem_max is raised (doc/transport.md).
-    params = {"model": model, "input_reliability": "reliable"}
+    # Every setting the node's default (backend, precision, pipeline, the input QoS that follows the camera's
+    # reliability), so the demo shows what a user gets here.
+    params = {"model": model}
     # the large shared-memory segment for both senders of large images: the camera and the node
     transport = profile_environment()
     frames = Frames(keep=SAVED)
