@@ -159,3 +159,17 @@ def test_full_frame_rows_time_both_pipelines_and_the_host_cpu_outside_the_engine
     for size in ("160x120", "96x64"):
         host, graph = (frames["onnxruntime", "fp32", pipeline, size] for pipeline in ("host", "graph"))
         assert 0 <= graph["host_cpu_ms"] < host["host_cpu_ms"]
+
+
+def test_the_tensorrt_graph_row_has_only_copies_on_the_host(fake_trt, oracle_dir):
+    """With the fakes standing in for the GPU: the graph row of TensorRT runs, and the host's CPU per frame
+    outside the engine call is its copies alone, below the host pipeline's pre-processing and rendering."""
+    result = run_cli("benchmark", *FAST, "--json", "--model", str(oracle_dir / "fcn_resnet18.onnx"),
+                     "--backends", "tensorrt", "--frame-sizes", "160x120", env=fake_trt.child_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    frames = {(r["precision"], r["pipeline"]): r for r in json.loads(result.stdout)
+              if r["kind"] == "frame" and r["backend"] == "tensorrt"}
+    for precision in ("fp16", "fp32"):
+        host, graph = frames[precision, "host"], frames[precision, "graph"]
+        assert host["available"] and graph["available"], graph["reason"]
+        assert graph["host_cpu_ms"] < host["host_cpu_ms"]

@@ -301,8 +301,8 @@ def test_auto_download_installs_a_missing_model_at_start_up(tmp_path, probe, mod
 
 
 def test_tensorrt_backend_in_the_node(tmp_path, probe, small_reference, fake_trt, monkeypatch):
-    """backend:=tensorrt with the contract-enforcing fakes: the engine is built in the node's
-    constructor, run on the inference thread, cached, and reused by the next start."""
+    """backend:=tensorrt with the contract-enforcing fakes: the whole frame runs in the engine by default
+    (pipeline auto: graph), says so, gives the host's answer; the engines are cached and reused."""
     monkeypatch.setenv("PYTHONPATH", fake_trt.child_env()["PYTHONPATH"])
     cache = tmp_path / "engines"
     params = {"model": str(small_reference.onnx), "backend": "tensorrt", "engine_cache_dir": str(cache),
@@ -310,23 +310,27 @@ def test_tensorrt_backend_in_the_node(tmp_path, probe, small_reference, fake_trt
     node = NodeProcess(tmp_path / "trt.log", params)
     try:
         node.wait_ready()
-        assert "on tensorrt (Fake Orin GPU, fp32)" in node.log()
+        assert "on tensorrt (Fake Orin GPU, fp32), pipeline graph;" in node.log()
         probe.subscribe(Image, "class_mask")
+        probe.subscribe(DiagnosticArray, "/diagnostics")
         pub = probe.publisher(Image, "image")
         probe.wait_matched(pub)
         image = frame(6)
         publish_until(probe, pub, array_to_image(header(), image, "bgr8"), "class_mask")
         expected = core_result(small_reference, image, "bgr8").class_mask()
         np.testing.assert_array_equal(as_array(probe.messages("class_mask")[0]), expected)
+        probe.wait_for(lambda: diagnostics_values(probe).get("pipeline") == "graph", 10, "pipeline in diagnostics")
     finally:
         assert node.stop() == 0, node.log()
-    assert fake_trt.builds() == 1 and len(list(cache.glob("*.engine"))) == 1
+    # the model's engine (built at start-up) and the camera's whole-frame engine (at its first frame)
+    assert fake_trt.builds() == 2 and len(list(cache.glob("*.engine"))) == 2
+    assert len(list(cache.glob("*-320x240-bgr8-graph-*.engine"))) == 1
     again = NodeProcess(tmp_path / "trt2.log", params)
     try:
         again.wait_ready()
     finally:
         again.stop()
-    assert fake_trt.builds() == 1, "the cached engine was not reused"
+    assert fake_trt.builds() == 2, "the cached engine was not reused"
 
 
 def test_shutdown_stops_the_workers_and_releases_the_backend(small_reference):

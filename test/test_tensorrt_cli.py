@@ -91,13 +91,18 @@ def test_segment_with_tensorrt_uses_the_prebuilt_engine(oracle_dir, cli, fake_tr
     built = cli("build-engine", *model_args(oracle_dir))
     assert built.returncode == 0, built.stderr
     args = ("segment", str(image), *model_args(oracle_dir, "--stats", "--no-progress", "--ignore-class", "none"))
-    trt = cli(*args, "--backend", "tensorrt")
+    trt = cli(*args, "--backend", "tensorrt", "--pipeline", "host")
     assert trt.returncode == 0, trt.stderr
     assert fake_trt.builds() == 1  # segment found build-engine's engine
     assert "on tensorrt (Fake Orin GPU, fp16)" in trt.stderr
     ort = run_cli(*args, "--backend", "onnxruntime")
     assert ort.returncode == 0, ort.stderr
     assert trt.stdout == ort.stdout and f"  1  red {' ' * 15}{(grid == 1).sum():>3d}" in trt.stdout
+    for builds in (2, 2):  # TensorRT's default, the whole frame in an engine of the camera's: built once, then cached
+        graph = cli(*args, "--backend", "tensorrt")
+        assert graph.returncode == 0, graph.stderr
+        assert fake_trt.builds() == builds and "pipeline graph" in graph.stderr
+        assert graph.stdout == ort.stdout
 
 
 def test_segment_auto_logs_its_choice(oracle_dir, cli, tmp_path):

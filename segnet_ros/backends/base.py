@@ -75,7 +75,7 @@ class GraphRunner(ABC):
     @abstractmethod
     def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """(N, H, W, C) uint8 frames of ``spec`` in; each of ``spec.outputs`` out, frame i's at index i.
-        The arrays may be the runner's own buffers, overwritten by the next call."""
+        The arrays may be the runner's own buffers, overwritten by the next call and freed by close()."""
 
     def close(self) -> None:
         """Release what the graph holds (sessions, engines, device buffers)."""

@@ -77,9 +77,22 @@ class EngineKey:
     max_batch: int = 1  # the optimisation profile's batch range is 1..max_batch
     qdq_sha256: str = ""  # int8: the QDQ model the engine was built from
     typing: str = "weak"  # weak (builder precision flags) | strong (the network's own types)
+    # the whole-frame graph (graph.py) the engine runs instead of the bare model: its GraphSpec as canonical
+    # text (camera size, encoding, outputs, colours...) and the digest of the wrapper the builder made of it,
+    # so a changed graph builder never serves an old engine; both empty for the bare model
+    graph: str = ""
+    graph_sha256: str = ""
+
+    def fields(self) -> dict:
+        """What identifies the engine. The graph's fields are left out for the bare model, so its engines
+        keep the names they had before graphs existed."""
+        fields = asdict(self)
+        if not self.graph and not self.graph_sha256:
+            del fields["graph"], fields["graph_sha256"]
+        return fields
 
     def digest(self) -> str:
-        text = json.dumps({"key_format": KEY_FORMAT, **asdict(self)}, sort_keys=True)
+        text = json.dumps({"key_format": KEY_FORMAT, **self.fields()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def file_name(self, label: str) -> str:
@@ -87,6 +100,8 @@ class EngineKey:
         target = "gpu" if self.dla_core < 0 else f"dla{self.dla_core}"
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "model"
         batch = f"-b{self.max_batch}" if self.max_batch > 1 else ""
+        if self.graph:
+            stem += "-graph"
         return f"{stem}-{self.precision}-{target}{batch}-{self.digest()[:24]}.engine"
 
 
@@ -188,7 +203,7 @@ class EngineCache:
             why = "it has no readable note to tell a corrupt file from a failed load, so it is treated as corrupt"
         elif note.get("engine_sha256") != hashlib.sha256(data).hexdigest():
             why = "its bytes differ from those its note recorded: corrupt or truncated"
-        elif {k: note.get(k) for k in asdict(key)} != asdict(key) or note.get("key_format") != KEY_FORMAT:
+        elif {k: note.get(k) for k in key.fields()} != key.fields() or note.get("key_format") != KEY_FORMAT:
             why = "its note says it was built for another model, TensorRT or GPU: stale"
         else:
             raise BackendError(
@@ -221,7 +236,7 @@ class EngineCache:
             log.warning("cannot store the TensorRT engine in %s (%s); using it from memory, it will be "
                         "built again on the next start", path, _reason(exc))
             return None
-        note = {"model": label, **asdict(key), "key_format": KEY_FORMAT, "bytes": len(data),
+        note = {"model": label, **key.fields(), "key_format": KEY_FORMAT, "bytes": len(data),
                 "engine_sha256": hashlib.sha256(data).hexdigest(),
                 "build_seconds": round(seconds, 3), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with contextlib.suppress(OSError):  # the note is for people; the engine is what matters

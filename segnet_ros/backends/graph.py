@@ -19,13 +19,15 @@ On ONNX Runtime's CPU provider (AVX2) every product is the host's, byte for byte
 
 TensorRT's rules are kept (8.6 to 11): uint8 only at the graph's input and outputs, converted only to and
 from float32; a Clip before every Cast to uint8; no Resize; no Gather on uint8; argmax and histogram in
-float32 (TensorRT reduces float types only). Every node and tensor of the wrapper is named
-``segnet_graph/...``, so a backend can find its layers (to pin them to FP32 in a weakly typed FP16 engine).
-Wrap a model *after* converting it (FP16 copy, QDQ): the wrapper's own arithmetic must stay float32. On
-Ampere and later, TensorRT runs float32 MatMul in TF32 unless ``BuilderFlag.TF32`` is cleared, which the
-colour products need (the other MatMuls carry levels, exact in TF32). ONNX Runtime moves single elements
-slowly, so the frame's columns are moved outward before they are gathered, and trailing-axis slices and
-broadcasts are avoided at full size.
+float32 (TensorRT reduces float types only). The wrapper's nodes and tensors are named ``segnet_graph/...``,
+except the output Casts (named after the outputs) and the Div that writes the model's input blob.
+Wrap a model *after* converting it (FP16 copy, QDQ): the wrapper's own arithmetic must stay float32. Weakly
+typed builds (8.6 and 10.x as the TensorRT backend makes them) pin every layer that is not the model's to
+FP32 (layer precision and float output types, OBEY_PRECISION_CONSTRAINTS); strongly typed builds (11.x) keep
+the graph's own types. On Ampere and later, TensorRT runs float32 MatMul in TF32 unless ``BuilderFlag.TF32``
+is cleared, which the colour products need (the other MatMuls carry levels, exact in TF32). ONNX Runtime
+moves single elements slowly, so the frame's columns are moved outward before they are gathered, and
+trailing-axis slices and broadcasts are avoided at full size.
 """
 from __future__ import annotations
 

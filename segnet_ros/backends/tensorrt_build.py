@@ -11,6 +11,11 @@ Precision, by what the installed TensorRT offers (its API, not its version numbe
   from the FP16 copy of the ONNX (onnx_rewrite.fp16_copy) and int8 from the QDQ model, with no flag.
 ``auto`` is fp16 where the GPU generation is fast at it (a table: no Builder is created to ask) and
 fp32 elsewhere; int8 only when asked.
+
+A whole-frame graph (graph.py, :class:`GraphBuild`) is built from the same source wrapped for one camera:
+its own arithmetic must stay float32 whatever the precision. Strongly typed, its types say so; weakly
+typed, every layer that is not the model's is pinned to FP32 (``layer.precision`` and its float output
+types, under ``OBEY_PRECISION_CONSTRAINTS``). TF32 is cleared: it would round the colour weights.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +48,28 @@ class BuildSettings:
     dla_core: int  # -1: the GPU
     max_batch: int = 1  # optimisation profile: batch 1 / max_batch / max_batch
     integrated: bool = False  # a Jetson: the GPU shares the CPU's memory (changes the out-of-memory advice)
+
+
+@dataclass(frozen=True)
+class GraphBuild:
+    """A whole-frame graph to build instead of the bare model."""
+
+    data: bytes  # the serialized wrapped ONNX (weights inline)
+    input_name: str  # the camera's uint8 input
+    frame_shape: tuple[int, ...]  # (H, W, C) of one frame
+    dynamic: bool  # a batch dimension of 1..max_batch (an optimisation profile)
+    model_names: frozenset[str]  # the model's layer and tensor names: every other layer is the wrapper's
+
+
+def model_names(proto) -> frozenset[str]:
+    """Names by which TensorRT's parser calls the model's layers: its nodes' names (``node_of_<first
+    output>`` for an unnamed node, as onnx-tensorrt names it), their outputs and its initializers."""
+    names = {t.name for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        names.update(node.output)
+        names.add(node.name or (f"node_of_{node.output[0]}" if node.output else ""))
+    names.discard("")
+    return frozenset(names)
 
 
 def version(trt) -> tuple[int, int]:
@@ -173,21 +201,24 @@ def _parse(trt, builder, logger, model: Model, source: Path, data: bytes | None,
     return network, parser
 
 
-def _add_profile(builder, network, config, model: Model, max_batch: int) -> None:
-    """A dynamic input gets an optimisation profile: batch 1 to max_batch (optimised for max_batch)."""
+def _add_profile(builder, network, config, model: Model, max_batch: int, name: str | None = None,
+                 frame: tuple[int, ...] | None = None) -> None:
+    """A dynamic input gets an optimisation profile: batch 1 to max_batch (optimised for max_batch). The
+    input fed is ``name`` with frames of ``frame`` (default: the model's input)."""
+    name = name or model.files.input_blob
+    frame = tuple(frame or model.input_shape[1:])
     profile = None
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         dims = [int(d) for d in tensor.shape]
         if all(d >= 0 for d in dims):
             continue
-        if tensor.name != model.files.input_blob:
+        if tensor.name != name:
             raise BackendError(f"{model.files.onnx}: input '{tensor.name}' has a dynamic shape "
-                               f"{tuple(dims)}; only '{model.files.input_blob}' is fed")
+                               f"{tuple(dims)}; only '{name}' is fed")
         if any(d < 0 for d in dims[1:]):
             raise BackendError(f"{model.files.onnx}: input '{tensor.name}' has dynamic dimensions {tuple(dims)} "
                                "besides the batch; re-export it with a fixed size")
-        frame = model.input_shape[1:]
         profile = profile or builder.create_optimization_profile()
         profile.set_shape(tensor.name, (1, *frame), (max_batch, *frame), (max_batch, *frame))
     if profile is not None:
@@ -211,6 +242,37 @@ def _configure(trt, builder, settings: BuildSettings, strong: bool):
     return config
 
 
+def keep_graph_in_fp32(trt, network, config, names: Iterable[str], strong: bool, precision: str) -> int:
+    """Keep the wrapper's arithmetic in float32 (its products are exact only there); the number of layers
+    pinned. TF32 is cleared on every build: on Ampere and later it would round float32 MatMul operands
+    to 10 bits. A weakly typed FP16 or INT8 build pins each layer that is not the model's and reads or
+    writes floats (integer layers, index constants, have no precision to keep) to FP32, with its float
+    outputs, and obeys the constraints; a strongly typed network keeps the types the graph gives it."""
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32 is not None:
+        config.clear_flag(tf32)
+    if strong or precision == "fp32":
+        return 0
+    names = frozenset(names)
+    floats = {trt.float32, trt.float16}
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        outputs = [layer.get_output(i) for i in range(layer.num_outputs)]
+        inputs = [t for t in (layer.get_input(i) for i in range(layer.num_inputs)) if t is not None]
+        if layer.name in names or any(t.name in names for t in outputs):
+            continue
+        if not any(t.dtype in floats for t in (*inputs, *outputs)):
+            continue
+        layer.precision = trt.float32
+        for i, tensor in enumerate(outputs):
+            if tensor.dtype in floats:
+                layer.set_output_type(i, trt.float32)
+        pinned += 1
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return pinned
+
+
 def dla_error(core: int, cores: int) -> str:
     return (f"DLA core {core} asked for, but this device has {cores} DLA core{'s' if cores != 1 else ''}; "
             "use dla_core -1 for the GPU")
@@ -224,27 +286,52 @@ def build_failed_hint(settings: BuildSettings) -> str:
     return "a larger workspace (workspace_mb) or precision fp32 may help"
 
 
+def _parse_graph(trt, builder, logger, model: Model, source: Path, graph: GraphBuild, strong: bool):
+    """Parse the whole-frame graph made from ``source``."""
+    network = builder.create_network(network_flags(trt, strong))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(graph.data, str(source)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or ["no error given"]
+        raise BackendError(f"the whole-frame graph of {source}: TensorRT's ONNX parser failed ({len(errors)} error"
+                           f"{'s' if len(errors) != 1 else ''}): " + "; ".join(errors))
+    return network, parser
+
+
 def build_serialized(trt, logger, model: Model, settings: BuildSettings, source: Path | None = None,
-                     data: bytes | None = None) -> bytes:
+                     data: bytes | None = None, graph: GraphBuild | None = None) -> bytes:
     """Parse, configure and build; the serialized engine, or a :class:`BackendError` saying why not.
 
     ``source`` is what the parser reads (default: the model's ONNX): the FP16 copy for fp16 on
     strongly typed TensorRT, the QDQ model for int8 everywhere; ``data`` its bytes where they live
-    only in memory. The caller makes a CUDA context current around this call.
+    only in memory. ``graph``: build that whole-frame graph (made from ``source``) instead, its
+    wrapper in float32. The caller makes a CUDA context current around this call.
     """
     source = source or model.files.onnx
     strong = strongly_typed(trt)
     builder = construct(trt, "Builder", logger)
-    network, parser = _parse(trt, builder, logger, model, source, data, settings, strong)
+    if graph is None:
+        network, parser = _parse(trt, builder, logger, model, source, data, settings, strong)
+    else:
+        network, parser = _parse_graph(trt, builder, logger, model, source, graph, strong)
     config = _configure(trt, builder, settings, strong)
-    _add_profile(builder, network, config, model, settings.max_batch)
+    what = model.name
+    if graph is None:
+        _add_profile(builder, network, config, model, settings.max_batch)
+    else:
+        pinned = keep_graph_in_fp32(trt, network, config, graph.model_names, strong, settings.precision)
+        if graph.dynamic:
+            _add_profile(builder, network, config, model, settings.max_batch, graph.input_name, graph.frame_shape)
+        height, width, _ = graph.frame_shape
+        pins = f", {pinned} layers pinned to FP32" if pinned else ""
+        what = f"{model.name}'s whole-frame graph ({width}x{height} camera{pins})"
     monitor = make_progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
     target = "GPU" if settings.dla_core < 0 else f"DLA core {settings.dla_core} (GPU fallback)"
-    batch = f", batch 1..{settings.max_batch}" if settings.max_batch > 1 else ""
+    dynamic = graph is None or graph.dynamic
+    batch = f", batch 1..{settings.max_batch}" if settings.max_batch > 1 and dynamic else ""
     log.info("building the TensorRT %s engine for %s on the %s%s (%s typed, from %s); this can take minutes on "
-             "a Jetson", settings.precision, model.name, target, batch, "strongly" if strong else "weakly",
+             "a Jetson", settings.precision, what, target, batch, "strongly" if strong else "weakly",
              source.name)
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -252,6 +339,6 @@ def build_serialized(trt, logger, model: Model, settings: BuildSettings, source:
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine for {model.files.onnx} after {seconds:.1f} s "
                            f"(its messages above say why); {build_failed_hint(settings)}")
-    log.info("TensorRT engine for %s built in %.1f s", model.name, seconds)
+    log.info("TensorRT engine for %s built in %.1f s", what, seconds)
     del parser, network, config, monitor  # kept alive until here: the build uses them all
     return memoryview(serialized).tobytes()

@@ -7,6 +7,12 @@
 - Async copies must use page-locked host memory from ``pagelocked_empty``; they, and kernels the
   fake TensorRT enqueues, run only when the stream is synchronized, so reading a result before
   ``synchronize()`` reads stale data, as it may on a GPU.
+- Page-locked arrays have a ``HostAllocation`` as their ``base``, as pycuda's do. Allocated with
+  ``mem_flags=host_alloc_flags.DEVICEMAP`` it is mapped (zero-copy): ``base.get_device_pointer()`` gives
+  a device address of the same bytes (cuMemHostGetDevicePointer), which the fake TensorRT reads and
+  writes in place; without DEVICEMAP, or on a device that cannot map host memory, it raises. Mapped
+  memory belongs to its context like device memory: a context released while some is still alive is a
+  leak (VIOLATIONS).
 - ``STATS`` counts calls, so tests can prove that nothing is allocated per frame.
 """
 
@@ -43,7 +49,7 @@ _lock = threading.RLock()
 _initialized = False
 _primary: dict[int, _CuContext] = {}
 _memory: dict[int, _Block] = {}  # address -> block
-_pinned: dict[int, weakref.ref] = {}  # id(root array) -> weak reference to it
+_pinned: dict[int, weakref.ref] = {}  # id(HostAllocation) -> weak reference to it
 _streams: dict[int, weakref.ref] = {}  # handle -> stream
 _addresses = itertools.count(0x7F00_0000_0000, 0x10_0000)
 _handles = itertools.count(0x5000)
@@ -97,6 +103,13 @@ def init(flags: int = 0) -> None:
 class device_attribute(enum.IntEnum):  # noqa: N801 - pycuda's spelling
     MULTIPROCESSOR_COUNT = 16
     INTEGRATED = 18
+    CAN_MAP_HOST_MEMORY = 19
+
+
+class host_alloc_flags(enum.IntFlag):  # noqa: N801 - pycuda's spelling (CU_MEMHOSTALLOC_*)
+    PORTABLE = 1
+    DEVICEMAP = 2
+    WRITECOMBINED = 4
 
 
 class Device:
@@ -126,6 +139,8 @@ class Device:
             raise TypeError("get_attribute needs a pycuda.driver.device_attribute")
         if attribute == device_attribute.MULTIPROCESSOR_COUNT:
             return _env_int("FAKE_GPU_SMS", 8)
+        if attribute == device_attribute.CAN_MAP_HOST_MEMORY:
+            return _env_int("FAKE_GPU_CAN_MAP_HOST", 1)
         return _env_int("FAKE_GPU_INTEGRATED", 1)
 
     def retain_primary_context(self) -> Context:
@@ -163,8 +178,10 @@ class _CuContext:
             leaked = [block for block in _memory.values() if block.context is self]
             for block in leaked:
                 del _memory[block.address]
+        mapped = sum(block.mapped for block in leaked)
         if leaked:
-            VIOLATIONS.append(f"context released with {len(leaked)} device allocation(s) never freed")
+            VIOLATIONS.append(f"context released with {len(leaked) - mapped} device allocation(s) and {mapped} "
+                              "mapped host allocation(s) never freed")
 
 
 class Context:
@@ -233,10 +250,11 @@ class Context:
 
 
 class _Block:
-    def __init__(self, context: _CuContext, nbytes: int) -> None:
+    def __init__(self, context: _CuContext, nbytes: int, data=None) -> None:
         self.context = context
-        self.data = bytearray(nbytes)
+        self.data = bytearray(nbytes) if data is None else data  # mapped memory: the host's own bytes
         self.address = next(_addresses)
+        self.mapped = data is not None
 
 
 def block_at(pointer: int, nbytes: int, what: str) -> _Block:
@@ -296,25 +314,73 @@ def _root(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_freed_in_context(address: int) -> None:
+def _freed(address: int, mapped: int | None) -> None:
+    """A page-locked allocation is gone (collected or freed): pycuda frees it in its context."""
     _pinned.pop(address, None)
+    if mapped is not None:
+        _memory.pop(mapped, None)
     if not has_current():
         VIOLATIONS.append("page-locked host memory freed with no CUDA context current")
 
 
+class HostAllocation:
+    """The ``base`` of a page-locked array (pycuda's PagelockedHostAllocation): its bytes, and for a
+    DEVICEMAP allocation the device address they are mapped at."""
+
+    def __init__(self, shape, dtype, order: str, flags: int) -> None:
+        context = current("cuMemHostAlloc")
+        dtype = np.dtype(dtype)
+        shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        self._bytes = np.zeros(max(nbytes, 1), np.uint8)
+        self.flags = int(flags)
+        strides = None
+        if order == "F" and shape:
+            strides = tuple(int(np.prod(shape[:i])) * dtype.itemsize for i in range(len(shape)))
+        elif order != "C":
+            raise ValueError(f"order must be 'C' or 'F', got {order!r}")
+        self.__array_interface__ = {"version": 3, "typestr": dtype.str, "shape": shape, "strides": strides,
+                                    "data": (self._bytes.ctypes.data, False)}
+        self._block = None
+        if self.flags & host_alloc_flags.DEVICEMAP:
+            self._block = _Block(context, len(self._bytes), memoryview(self._bytes))
+            _memory[self._block.address] = self._block
+        self._finalizer = weakref.finalize(self, _freed, id(self), self._block.address if self._block else None)
+
+    def get_flags(self) -> int:
+        return self.flags
+
+    def get_device_pointer(self) -> int:
+        """cuMemHostGetDevicePointer: only for DEVICEMAP memory, on a device that maps host memory."""
+        context = current("cuMemHostGetDevicePointer")
+        if self._block is None:
+            raise LogicError("cuMemHostGetDevicePointer failed: invalid value (the memory was not allocated with "
+                             "host_alloc_flags.DEVICEMAP)")
+        if not context.device.get_attribute(device_attribute.CAN_MAP_HOST_MEMORY):
+            raise LogicError("cuMemHostGetDevicePointer failed: not supported (the device cannot map host memory)")
+        if self._block.context is not context:
+            raise LogicError("cuMemHostGetDevicePointer failed: the memory was mapped in another context")
+        STATS["get_device_pointer"] += 1
+        return self._block.address
+
+    def free(self) -> None:
+        self._finalizer()
+
+
 def pagelocked_empty(shape, dtype, order: str = "C", mem_flags: int = 0) -> np.ndarray:
-    current("cuMemHostAlloc")
     STATS["pagelocked_empty"] += 1
-    array = np.empty(shape, dtype, order=order)
-    _pinned[id(array)] = weakref.ref(array)
-    weakref.finalize(array, _check_freed_in_context, id(array))
+    allocation = HostAllocation(shape, dtype, order, mem_flags)
+    array = np.asarray(allocation)
+    _pinned[id(allocation)] = weakref.ref(allocation)
+    if mem_flags & host_alloc_flags.DEVICEMAP:
+        STATS["pagelocked_mapped"] += 1
     return array
 
 
 def is_pagelocked(array: np.ndarray) -> bool:
-    root = _root(array)
-    reference = _pinned.get(id(root))
-    return reference is not None and reference() is root
+    allocation = _root(array).base
+    reference = _pinned.get(id(allocation))
+    return reference is not None and reference() is allocation
 
 
 class Stream:

@@ -21,6 +21,14 @@ only to and from FLOAT/HALF, every Cast to UINT8 right after a Clip to [0, 255];
 (INT64 data from 10 on; 8.x casts INT64 down to INT32, its INT64 inputs and outputs are INT32 tensors);
 Resize on FLOAT/HALF only, modes nearest and linear, no tf_crop_and_resize; TopK with a constant K below
 3840 (ArgMax/ArgMin import as TopK).
+
+Precision inside an engine, as a GPU would compute it (``ICudaEngine.run``): a weakly typed FP16 engine runs
+every layer in FP16 (its float inputs and outputs rounded through float16, constants included) except
+layers pinned to FP32 with ``layer.precision`` under ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS`` (or PREFER);
+a pinned layer's float output is stored in FP16 too unless ``set_output_type(i, FLOAT)`` says otherwise.
+Precision constraints on a strongly typed network are an API usage error. ``BuilderFlag.TF32`` is set in
+a new builder config, as TensorRT's is; on compute capability 8.0 and later it rounds the constant operands
+of MatMul/Gemm layers computing in FP32 to TF32's 10-bit mantissa.
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ if _MAJOR >= 11:  # weak typing is gone: precision comes from the network's own 
         DEBUG = 2
         GPU_FALLBACK = 3
         REFIT = 5
+        TF32 = 6  # set by default
 else:
     class BuilderFlag(enum.Enum):
         FP16 = 0
@@ -108,6 +117,9 @@ else:
         DEBUG = 2
         GPU_FALLBACK = 3
         REFIT = 5
+        TF32 = 6  # set by default
+        OBEY_PRECISION_CONSTRAINTS = 9
+        PREFER_PRECISION_CONSTRAINTS = 10
 
 
 class DeviceType(enum.Enum):
@@ -252,13 +264,19 @@ class INetworkDefinition:
         self._onnx: bytes | None = None
         self._qdq = False  # the parsed model has Q/DQ nodes (explicit quantization)
         self._fp16 = False  # the parsed model computes in float16 (its own types)
+        self._layers: list[ILayer] = []
 
     num_inputs = property(lambda self: len(self._inputs))
     num_outputs = property(lambda self: len(self._outputs))
-    num_layers = property(lambda self: 0 if self._onnx is None else 1)
+    num_layers = property(lambda self: len(self._layers))
 
     def get_input(self, index: int) -> ITensor:
         return self._inputs[index]
+
+    def get_layer(self, index: int) -> ILayer:
+        if not 0 <= index < len(self._layers):
+            raise IndexError(f"get_layer: index {index} out of range")
+        return self._layers[index]
 
     def get_output(self, index: int) -> ITensor:
         return self._outputs[index]
@@ -266,6 +284,75 @@ class INetworkDefinition:
     if _MAJOR >= 10:
         def get_flag(self, flag: NetworkDefinitionCreationFlag) -> bool:
             return self._strongly_typed if flag == NetworkDefinitionCreationFlag.STRONGLY_TYPED else True
+
+
+class ILayer:
+    """A layer as the ONNX parser makes it: one per node (named after the node, or ``node_of_<first output>``
+    for an unnamed one, as onnx-tensorrt names them) and one constant layer per initializer a node reads
+    (named after the initializer). Precision constraints are for weakly typed networks only."""
+
+    def __init__(self, network: INetworkDefinition, name: str, node: int | None, inputs: list[ITensor | None],
+                 outputs: list[ITensor]) -> None:
+        self._network = network
+        self.name = name
+        self._node = node  # index of the ONNX node; None: a constant layer
+        self._inputs = inputs
+        self._outputs = outputs
+        self._precision: DataType | None = None
+        self._output_types: dict[int, DataType] = {}
+
+    num_inputs = property(lambda self: len(self._inputs))
+    num_outputs = property(lambda self: len(self._outputs))
+
+    def get_input(self, index: int) -> ITensor | None:
+        return self._inputs[index]  # None for an optional input left out
+
+    def get_output(self, index: int) -> ITensor:
+        return self._outputs[index]
+
+    def _weak_only(self, what: str) -> bool:
+        if self._network._strongly_typed:
+            message = (f"3: [layers.cpp::{what}] Error Code 3: API Usage Error ({what} on layer {self.name}: precision "
+                       "constraints are not allowed in a strongly typed network; its types decide)")
+            _report(_Severity.ERROR, message)
+            VIOLATIONS.append(message)
+            return False
+        return True
+
+    @property
+    def precision(self) -> DataType:
+        return DataType.FLOAT if self._precision is None else self._precision
+
+    @precision.setter
+    def precision(self, dtype: DataType) -> None:
+        if not isinstance(dtype, DataType):
+            raise TypeError("precision must be a tensorrt.DataType")
+        if self._weak_only("setPrecision"):
+            self._precision = dtype
+
+    @property
+    def precision_is_set(self) -> bool:
+        return self._precision is not None
+
+    def reset_precision(self) -> None:
+        self._precision = None
+
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        if not isinstance(dtype, DataType):
+            raise TypeError("set_output_type needs a tensorrt.DataType")
+        if not 0 <= index < len(self._outputs):
+            raise IndexError(f"set_output_type: layer {self.name} has no output {index}")
+        if self._weak_only("setOutputType"):
+            self._output_types[index] = dtype
+
+    def get_output_type(self, index: int) -> DataType:
+        return self._output_types.get(index, self._outputs[index].dtype)
+
+    def output_type_is_set(self, index: int) -> bool:
+        return index in self._output_types
+
+    def reset_output_type(self, index: int) -> None:
+        self._output_types.pop(index, None)
 
 
 class ParserError:
@@ -316,6 +403,20 @@ def _clips_to_bytes(node, value) -> bool:
     if low is None or high is None:
         return False
     return float(np.asarray(low).reshape(-1)[0]) >= 0.0 and float(np.asarray(high).reshape(-1)[0]) <= 255.0
+
+
+def _tensor_types(proto) -> dict[str, int]:
+    """ONNX element types of the graph's tensors (shape inference; a tensor it cannot type is absent)."""
+    import onnx
+
+    graph = proto.graph
+    try:
+        typed = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:
+        typed = graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*typed.input, *typed.output, *typed.value_info)}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    return types
 
 
 def _dims(value_info) -> list[int]:
@@ -381,18 +482,14 @@ class OnnxParser:
                 ok = False
         return ok
 
-    def _check_operators(self, proto) -> bool:
+    def _check_operators(self, proto, types: dict[str, int]) -> bool:
         """TensorRT's ONNX operator contracts that a pre/post-processing graph meets first (see OPERATOR_RULES).
         Tensor types come from ONNX shape inference; a tensor it cannot type is not judged."""
         import onnx
         from onnx import numpy_helper
 
         graph = proto.graph
-        try:
-            typed = onnx.shape_inference.infer_shapes(proto).graph
-        except Exception:
-            typed = graph
-        types = {v.name: v.type.tensor_type.elem_type for v in (*typed.input, *typed.output, *typed.value_info)}
+        types = dict(types)
         constants = {t.name: t for t in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -475,7 +572,8 @@ class OnnxParser:
                 self._fail(ParserError(ErrorCode.UNSUPPORTED_NODE, f"No importer registered for op: {node.op_type}",
                                        index, node.name, node.op_type))
                 failed = True
-        if failed or not self._check_qdq(proto) or not self._check_operators(proto):
+        types = _tensor_types(proto) if not failed else {}
+        if failed or not self._check_qdq(proto) or not self._check_operators(proto, types):
             return False
         initializers = {init.name for init in proto.graph.initializer}
         for value in proto.graph.input:
@@ -483,6 +581,20 @@ class OnnxParser:
                 network._inputs.append(ITensor(value.name, _dims(value), _FROM_ONNX[value.type.tensor_type.elem_type]))
         for value in proto.graph.output:
             network._outputs.append(ITensor(value.name, _dims(value), _FROM_ONNX[value.type.tensor_type.elem_type]))
+        tensors = {t.name: t for t in (*network._inputs, *network._outputs)}
+
+        def tensor(name: str) -> ITensor:
+            if name not in tensors:
+                tensors[name] = ITensor(name, [], _FROM_ONNX.get(types.get(name, 1), DataType.FLOAT))
+            return tensors[name]
+
+        initializers_read = []
+        for node in proto.graph.node:
+            initializers_read += [n for n in node.input if n in initializers and n not in initializers_read]
+        network._layers = [ILayer(network, name, None, [], [tensor(name)]) for name in initializers_read]
+        network._layers += [ILayer(network, node.name or f"node_of_{node.output[0]}", index,
+                                   [tensor(n) if n else None for n in node.input], [tensor(n) for n in node.output])
+                            for index, node in enumerate(proto.graph.node)]
         network._qdq = any(node.op_type in QDQ_OPS for node in proto.graph.node)
         network._fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
         network._onnx = data
@@ -509,7 +621,7 @@ class IBuilderConfig:
 
     def __init__(self, builder: Builder) -> None:
         object.__setattr__(self, "_builder", builder)
-        object.__setattr__(self, "_flags", set())
+        object.__setattr__(self, "_flags", {BuilderFlag.TF32})  # TensorRT enables TF32 by default
         object.__setattr__(self, "_pools", {})
         object.__setattr__(self, "_profiles", [])
         object.__setattr__(self, "default_device_type", DeviceType.GPU)
@@ -584,6 +696,82 @@ def _computable(onnx_bytes: bytes) -> bytes:
             nodes.append(helper.make_node("Cast", [half], list(node.output), to=onnx.TensorProto.FLOAT))
         else:
             nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return proto.SerializeToString()
+
+
+def _tf32(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to TF32's 10-bit mantissa (to nearest, ties to even)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0xFFF + ((bits >> 13) & 1)) & ~np.uint64(0x1FFF)
+    return bits.astype(np.uint32).view(np.float32).reshape(values.shape)
+
+
+def _as_computed(onnx_bytes: bytes, numerics: dict) -> bytes:
+    """The engine's ONNX with its rounding made explicit for ONNX Runtime: float16 round trips (two Casts)
+    where an FP16 layer reads a float tensor or stores one, FP16/TF32-rounded copies of constants."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    consumed = {int(k): v for k, v in numerics["half_consumed"].items()}
+    produced, tf32 = set(numerics["half_produced"]), set(numerics["tf32"])
+    if not consumed and not produced and not tf32:
+        return onnx_bytes
+    proto = onnx.load_from_string(onnx_bytes)
+    graph = proto.graph
+    initializers = {t.name: t for t in graph.initializer}
+    extra: dict[str, str] = {}  # (initializer, how) -> its rounded copy
+
+    def rounded_constant(name: str, how) -> str:
+        key = f"{name}__{how.__name__}"
+        if key not in extra:
+            values = numpy_helper.to_array(initializers[name])
+            graph.initializer.append(numpy_helper.from_array(how(values).astype(np.float32), key))
+            extra[key] = key
+        return key
+
+    def half(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float16).astype(np.float32)
+
+    def round_trip(source: str, target: str) -> list:
+        middle = f"{target}__fake_half"
+        return [helper.make_node("Cast", [source], [middle], to=onnx.TensorProto.FLOAT16),
+                helper.make_node("Cast", [middle], [target], to=onnx.TensorProto.FLOAT)]
+
+    for name in produced & set(initializers):  # constant layers stored in FP16: every reader sees the rounding
+        tensor = initializers[name]
+        tensor.CopyFrom(numpy_helper.from_array(half(numpy_helper.to_array(tensor)), name))
+    nodes, read_half = [], set()
+    for index, node in enumerate(graph.node):
+        inputs = list(node.input)
+        for position, name in enumerate(inputs):
+            if not name:
+                continue
+            if index in consumed and name in consumed[index]:
+                if name in initializers:
+                    inputs[position] = rounded_constant(name, half)
+                else:
+                    if name not in read_half:
+                        nodes += round_trip(name, f"{name}__fake_fp16_read")
+                        read_half.add(name)
+                    inputs[position] = f"{name}__fake_fp16_read"
+            elif index in tf32 and name in initializers and initializers[name].data_type == onnx.TensorProto.FLOAT:
+                inputs[position] = rounded_constant(name, _tf32)
+        outputs = list(node.output)
+        chains = []
+        for position, name in enumerate(outputs):
+            if name in produced:
+                outputs[position] = f"{name}__fake_fp32"
+                chains += round_trip(outputs[position], name)
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        del copy.input[:]
+        copy.input.extend(inputs)
+        del copy.output[:]
+        copy.output.extend(outputs)
+        nodes += [copy, *chains]
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
@@ -735,13 +923,64 @@ class Builder:
             return None
         outputs = self._outputs(network, inputs)
         device = context.device
+        numerics = self._numerics(network, config, precision, device.compute_capability())
+        if numerics is None:
+            return None
         header = {"version": __version__, "gpu": device.name(), "cc": list(device.compute_capability()),
                   "precision": precision, "strongly_typed": network._strongly_typed, "dla_core": dla_core,
                   "workspace": config.get_memory_pool_limit(MemoryPoolType.WORKSPACE),
-                  "inputs": inputs, "outputs": outputs, "onnx_size": len(network._onnx)}
+                  "inputs": inputs, "outputs": outputs, "numerics": numerics, "onnx_size": len(network._onnx)}
         text = json.dumps(header).encode()
         STATS["build"] += 1
         return IHostMemory(MAGIC + struct.pack("<I", len(text)) + text + network._onnx)
+
+    def _numerics(self, network: INetworkDefinition, config: IBuilderConfig, precision: str,
+                  capability: tuple[int, int]) -> dict | None:
+        """Where the engine rounds (see the module docstring): float tensors each FP16 layer reads
+        (``half_consumed``, by node), float tensors stored in FP16 (``half_produced``), and the MatMul/Gemm
+        nodes whose constant operands TF32 rounds (``tf32``). None, after an error, for output types that
+        TensorRT cannot convert."""
+        flags = config._flags
+        constrained = any(getattr(BuilderFlag, name, None) in flags
+                          for name in ("OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"))
+        constraints = [layer for layer in network._layers if layer.precision_is_set or layer._output_types]
+        if constraints and not constrained:
+            _report(_Severity.WARNING, f"{len(constraints)} layer(s) have precision constraints, but neither "
+                    "OBEY_PRECISION_CONSTRAINTS nor PREFER_PRECISION_CONSTRAINTS is set: they are ignored")
+        floats = (DataType.FLOAT, DataType.HALF)
+        for layer in constraints:
+            for index, dtype in layer._output_types.items():
+                own = layer._outputs[index].dtype
+                if dtype != own and not (dtype in floats and own in floats):
+                    self._error(f"layer {layer.name}: output {index} is {own.name}, and set_output_type asks for "
+                                f"{dtype.name}, a conversion it cannot make")
+                    return None
+        half = precision == "fp16" and not network._strongly_typed
+        float_tensors = {t.name for t in network._inputs if t.dtype == DataType.FLOAT}
+        float_tensors |= {t.name for layer in network._layers for t in layer._outputs if t.dtype == DataType.FLOAT}
+        consumed: dict[str, list[str]] = {}
+        produced: list[str] = []
+        computing_fp32 = set()
+        for layer in network._layers:
+            pinned = constrained and layer._precision == DataType.FLOAT
+            float_outputs = [(i, t.name) for i, t in enumerate(layer._outputs) if t.dtype == DataType.FLOAT]
+            if not half:
+                computing_fp32.add(layer._node)
+                continue
+            if pinned:
+                computing_fp32.add(layer._node)
+            elif layer._node is not None:
+                consumed[str(layer._node)] = [t.name for t in layer._inputs
+                                              if t is not None and t.name in float_tensors]
+            kept = {i for i, dtype in layer._output_types.items() if constrained and dtype == DataType.FLOAT}
+            produced += [name for i, name in float_outputs if not (pinned and i in kept)]
+        tf32 = []
+        if BuilderFlag.TF32 in flags and tuple(capability) >= (8, 0):
+            import onnx
+
+            ops = [node.op_type for node in onnx.load_from_string(network._onnx).graph.node]
+            tf32 = [i for i, op in enumerate(ops) if op in ("MatMul", "Gemm") and i in computing_fp32]
+        return {"half_consumed": consumed, "half_produced": produced, "tf32": tf32}
 
     @staticmethod
     def _outputs(network: INetworkDefinition, inputs: list[dict]) -> list[dict]:
@@ -916,13 +1155,9 @@ class ICudaEngine:
         """What the GPU would compute: the ONNX, on the CPU (weakly typed fp16 engines round through float16;
         a strongly typed network computes in its own types, Q/DQ included)."""
         if self._session is None:
-            self._session = _session(self._header["onnx"])
-        half = self._header["precision"] == "fp16" and not self._header["strongly_typed"]
-        if half:
-            feeds = {k: v.astype(np.float16).astype(v.dtype) for k, v in feeds.items()}
+            self._session = _session(_as_computed(self._header["onnx"], self._header["numerics"]))
         names = [t["name"] for t in self._header["outputs"]]
-        results = self._session.run(names, feeds)
-        return [r.astype(np.float16).astype(r.dtype) if half else r for r in results]
+        return self._session.run(names, feeds)
 
     def __del__(self) -> None:
         try:
