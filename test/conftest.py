@@ -185,6 +185,24 @@ def fake_trt(monkeypatch, tmp_path):
     assert not violations, f"the fakes recorded contract violations: {violations}"
 
 
+@pytest.fixture
+def backends():
+    """Creates TensorRT backends (on the fakes, with ``fake_trt``) and closes them, and their graph runners,
+    after the test, so the fakes can check the teardown."""
+    from segnet_ros.backends import BackendOptions, create_backend
+
+    made = []
+
+    def make(model, **options):
+        backend = create_backend("tensorrt", model, BackendOptions(**options))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
 # -- segnet_node over real DDS (test_node*.py) -----------------------------------------------
 @pytest.fixture(scope="module")
 def ros_context():

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from graph_helpers import CHANNELS, FUSED, assert_graph_matches_host, camera_frames, host_products
 
 from segnet_ros.backends import create_backend
 from segnet_ros.backends.graph import (
@@ -31,13 +32,10 @@ from segnet_ros.backends.onnx_rewrite import fp16_model
 from segnet_ros.core.model import ModelFiles, load_model
 from segnet_ros.core.outputs import parse_mask_size
 from segnet_ros.core.preprocess import Preprocessor
-from segnet_ros.core.render import Renderer
 from segnet_ros.core.segnet import SegNet, SegNetSettings
 
-from oracle import assert_truncated, noisy_blocks, palette_oracle, ref_class_mask, ref_colors, ref_overlay
+from oracle import assert_truncated, palette_oracle, ref_class_mask, ref_colors, ref_overlay
 
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-OVERLAY_SHARE = 1e-3  # at most this share of the overlay's bytes may differ, by one level
 EXPLICIT_ALPHAS = "0 0 0\n255 0 0 200\n0 255 0\n0 0 255 90\n255 255 0\n0 255 255 254\n255 0 255\n255 255 255\n"
 
 
@@ -54,60 +52,6 @@ def run(graph, frames: np.ndarray) -> dict[str, np.ndarray]:
     runner = session(graph)
     names = [o.name for o in runner.get_outputs()]
     return dict(zip(names, runner.run(names, {GRAPH_INPUT: frames}), strict=True))
-
-
-def camera_frames(rng, count: int, width: int, height: int, enc: str) -> np.ndarray:
-    """(count, H, W, channels) frames of noisy palette blocks in encoding ``enc`` (alpha bytes random)."""
-    rgb = np.stack(noisy_blocks(rng, count, width, height))
-    if enc == "mono8":
-        return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])[..., None]
-    frames = rgb[..., ::-1] if enc.startswith("bgr") else rgb
-    if CHANNELS[enc] == 4:
-        frames = np.concatenate([frames, rng.integers(0, 256, (*frames.shape[:3], 1), dtype=np.uint8)], axis=3)
-    return np.ascontiguousarray(frames)
-
-
-def host_products(net: SegNet, frame: np.ndarray, enc: str, mask_size) -> tuple[dict[str, np.ndarray], object]:
-    seg = net.process(frame if CHANNELS[enc] > 1 else frame[:, :, 0], enc)
-    products = {"class_mask": seg.class_mask(mask_size), "confidence": seg.confidence(mask_size),
-                "color_mask": seg.color_mask(), "overlay": seg.overlay(), "histogram": seg.histogram(mask_size)}
-    return products, seg
-
-
-def _opencv_fuses() -> bool:
-    """Whether this CPU's OpenCV rounds accumulateWeighted once (a fused multiply-add, AVX2 and NEON builds)."""
-    rng = np.random.default_rng(5)
-    colour = (rng.random((1, 4096)) * 255).astype(np.float32)
-    pixels = rng.integers(0, 256, (1, 4096), dtype=np.uint8)
-    keep = np.float32(1.0) - np.float32(50) / np.float32(255.0)
-    blended = colour.copy()
-    cv2.accumulateWeighted(pixels, blended, float(keep))
-    moved = (pixels.astype(np.float32) - colour).astype(np.float64)
-    return np.array_equal(blended, (colour + moved * np.float64(keep)).astype(np.float32))
-
-
-FUSED = _opencv_fuses()
-
-
-def assert_matches_host(got: dict[str, np.ndarray], host: dict[str, np.ndarray], seg) -> None:
-    """The bounds of the module docstring, for one frame."""
-    for name in ("class_mask", "histogram", "color_mask"):
-        if name in got:
-            assert got[name].dtype == (np.int32 if name == "histogram" else np.uint8), name
-            np.testing.assert_array_equal(got[name], host[name], err_msg=name)
-    if "confidence" in got:
-        levels = seg.confidence_grid * np.float32(255.0)
-        edge = np.abs(levels - np.rint(levels)) < 1e-4  # cells whose level a last-bit difference can move
-        height, width = got["confidence"].shape
-        near = Renderer(*seg.grid_size).upsample(edge.astype(np.uint8), width, height).astype(bool)
-        diff = got["confidence"].astype(int) - host["confidence"].astype(int)
-        assert not diff[~near].any() and np.abs(diff).max(initial=0) <= 1, "confidence"
-    if "overlay" in got:
-        if FUSED:
-            np.testing.assert_array_equal(got["overlay"], host["overlay"], err_msg="overlay")
-        diff = np.abs(got["overlay"].astype(int) - host["overlay"].astype(int))
-        assert diff.max(initial=0) <= 1 and (diff > 0).mean() <= OVERLAY_SHARE, \
-            f"overlay: {(diff > 0).sum()} bytes differ, at most {diff.max()}"
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +114,7 @@ def test_graph_equals_the_host_path(case, oracle_model, explicit_oracle, rng):
             else parse_mask_size(mask)
     for i, frame in enumerate(frames):
         host, seg = host_products(net, frame, case.encoding, mask)
-        assert_matches_host({name: value[i] for name, value in got.items()}, host, seg)
+        assert_graph_matches_host({name: value[i] for name, value in got.items()}, host, seg)
 
 
 def test_the_reference_network_in_a_batch(tmp_path_factory, rng):
@@ -187,7 +131,7 @@ def test_the_reference_network_in_a_batch(tmp_path_factory, rng):
     for i, frame in enumerate(frames):
         host, seg = host_products(net, frame, "bgr8", None)
         assert len(np.unique(seg.grid)) > 1
-        assert_matches_host({name: value[i] for name, value in got.items()}, host, seg)
+        assert_graph_matches_host({name: value[i] for name, value in got.items()}, host, seg)
 
 
 @pytest.mark.skipif(not FUSED, reason="this CPU's OpenCV rounds the blend twice")
@@ -311,7 +255,7 @@ def test_older_and_newer_opsets(oracle_model, rng, opset, tmp_path):
         raise
     host, seg = host_products(SegNet(oracle_model, create_backend("onnxruntime", oracle_model), settings), frame[0],
                               "rgb8", (8, 4))
-    assert_matches_host({name: value[0] for name, value in got.items()}, host, seg)
+    assert_graph_matches_host({name: value[0] for name, value in got.items()}, host, seg)
 
 
 @pytest.mark.parametrize("change,message", [

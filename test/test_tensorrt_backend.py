@@ -34,21 +34,6 @@ def small_reference(tmp_path_factory):
     return load_model(write_reference_model(tmp_path_factory.mktemp("ref"), 128, 64, 21))
 
 
-@pytest.fixture
-def backends():
-    """Creates TensorRT backends and closes them after the test, so the fakes can check the teardown."""
-    made = []
-
-    def make(model, **options):
-        backend = create_backend("tensorrt", model, BackendOptions(**options))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-
-
 @every_version
 def test_class_grids_match_onnx_runtime(small_reference, backends):
     trt = backends(small_reference, precision="fp32")

@@ -26,6 +26,8 @@ except Exception as _exc:  # pycuda's own error types
 if _devices < 1:
     pytest.skip("no CUDA device", allow_module_level=True)
 
+from graph_helpers import camera_frames, host_products  # noqa: E402
+
 from segnet_ros.backends import BackendOptions, create_backend  # noqa: E402
 from segnet_ros.backends.graph import spec_for  # noqa: E402
 from segnet_ros.core.model import ModelFiles, load_model  # noqa: E402
@@ -33,7 +35,6 @@ from segnet_ros.core.refnet import write_reference_model  # noqa: E402
 from segnet_ros.core.segnet import SegNet, SegNetSettings  # noqa: E402
 
 from oracle import palette_oracle  # noqa: E402
-from tensorrt_helpers import camera_frames, host_products  # noqa: E402
 
 FRAMES = 4
 
@@ -178,7 +179,7 @@ def test_graph_equals_host(oracle, engines, precision, config):
         single = {name: value.copy() for name, value in runner.run(frames[1:]).items()}
         net = SegNet(oracle, backend, settings)
         for i, frame in enumerate(frames):
-            host, _ = host_products(net, frame, runner.spec)
+            host, _ = host_products(net, frame, runner.spec.encoding, runner.spec.mask_size, runner.spec.outputs)
             assert_close_to_host({name: value[i] for name, value in got.items()}, host)
         assert_close_to_host({name: value[0] for name, value in single.items()},  # a batch's frame is its
                              {name: value[1] for name, value in got.items()})  # single-frame self

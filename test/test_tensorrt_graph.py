@@ -15,6 +15,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from graph_helpers import assert_graph_matches_host, camera_frames, host_products
 
 from segnet_ros.backends import BackendOptions, create_backend, tensorrt_backend, tensorrt_build
 from segnet_ros.backends.engine_cache import EngineKey
@@ -24,7 +25,7 @@ from segnet_ros.core.model import ModelFiles, load_model
 from segnet_ros.core.segnet import SegNet, SegNetSettings
 
 from oracle import PALETTE, block_image, palette_oracle
-from tensorrt_helpers import assert_graph_matches_host, camera_frames, host_products, version_fixture
+from tensorrt_helpers import version_fixture
 
 trt_version = version_fixture()
 pytestmark = pytest.mark.usefixtures("fake_trt")
@@ -67,21 +68,6 @@ def installed_qdq(qdq_file, monkeypatch):
     return qdq_file
 
 
-@pytest.fixture
-def backends():
-    """Creates TensorRT backends and closes them (and their graph runners) after the test."""
-    made = []
-
-    def make(model, **options):
-        backend = create_backend("tensorrt", model, BackendOptions(**options))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-
-
 def spec_of(model, name: str, batch: int | None = None) -> tuple[GraphSpec, SegNetSettings]:
     settings, width, height, encoding, mask = CONFIGS[name]
     return spec_for(model, settings, width, height, encoding, mask_size=mask, batch=batch), settings
@@ -101,7 +87,7 @@ def check_against_host(model, backend, runner, settings: SegNetSettings, frames:
     got = {name: value.copy() for name, value in runner.run(frames).items()}
     net = SegNet(model, backend, settings)
     for i, frame in enumerate(frames):
-        host, seg = host_products(net, frame, runner.spec)
+        host, seg = host_products(net, frame, runner.spec.encoding, runner.spec.mask_size, runner.spec.outputs)
         assert_graph_matches_host({name: value[i] for name, value in got.items()}, host, seg)
     return got
 
@@ -151,7 +137,7 @@ def test_palette_blocks_give_the_oracle_grid_and_the_hosts_pictures(oracle_model
     spec = spec_for(oracle_model, SegNetSettings(), 256, 128, "rgb8", mask_size="grid")
     got = backend.graph_runner(spec).run(frame[None])
     np.testing.assert_array_equal(got["class_mask"][0], grid)
-    host, seg = host_products(SegNet(oracle_model, backend), frame, spec)
+    host, seg = host_products(SegNet(oracle_model, backend), frame, spec.encoding, spec.mask_size, spec.outputs)
     assert_graph_matches_host({k: v[0] for k, v in got.items()}, host, seg)
 
 
@@ -356,7 +342,7 @@ def test_an_integrated_gpu_uses_mapped_memory_and_no_copies(oracle_model, backen
     assert cuda.STATS["synchronize"] == runs
     for name, value in got.items():  # the products are read where the engine wrote them
         assert cuda.is_pagelocked(value) and value.base is not None, name
-    host, seg = host_products(SegNet(oracle_model, backend), frames[0], spec)
+    host, seg = host_products(SegNet(oracle_model, backend), frames[0], spec.encoding, spec.mask_size, spec.outputs)
     assert_graph_matches_host({k: v[0] for k, v in got.items()}, host, seg)
 
 
@@ -384,7 +370,7 @@ def test_a_discrete_gpu_copies_through_page_locked_buffers_on_one_stream(oracle_
     assert {k: cuda.STATS[k] for k in allocated} == allocated
     assert cuda.STATS["htod"] - before.get("htod", 0) == runs
     assert cuda.STATS["dtoh"] - before.get("dtoh", 0) == runs * len(spec.outputs)
-    host, seg = host_products(SegNet(oracle_model, backend), frames[0], spec)
+    host, seg = host_products(SegNet(oracle_model, backend), frames[0], spec.encoding, spec.mask_size, spec.outputs)
     assert_graph_matches_host({k: v[0] for k, v in got.items()}, host, seg)
 
 

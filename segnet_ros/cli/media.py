@@ -6,77 +6,35 @@ import glob
 import math
 import os
 import re
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from ..core.errors import SegnetError
-
-T = TypeVar("T")
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-_FOURCC = {".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
-DEFAULT_FPS = 30.0
-# OpenCV's log ("[ERROR:0@0.7] global cap_ffmpeg_impl.hpp:3568 open ", 4.x: "global /path/x.cpp (239) open ")
-# and FFmpeg's ("[mov,mp4 @ 0x55e3] ") put this before what they say
-_LOG_PREFIX = re.compile(r"^\[\s*[A-Z]+:\d+@[\d.]+\]\s+global\s+\S+(?:\s+\(\d+\))?\s+\S+\s+"
-                         r"|^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
+from ..core.opencv_io import because, quietly
 
 
 def _is_glob(spec: str) -> bool:
     return any(ch in spec for ch in "*?[")
 
-
-def _opencv(call: Callable[[], T]) -> tuple[T | None, list[str]]:
-    """Run ``call``, OpenCV on a user's file, and capture what the C libraries under it (libpng,
-    libjpeg, FFmpeg, OpenCV's own log) print on file descriptor 2 meanwhile, so that our one-line
-    message gives it as the reason instead of it appearing beside ours.
-
-    Returns the call's result, or None where OpenCV raised (5.x raises where 4.x returns None, e.g. for
-    an image whose header declares an absurd size), and the lines the libraries said, tidied.
-    """
-    said: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            result = call()
-        except cv2.error as exc:
-            result = None
-            said.append(f"OpenCV's check '{exc.err}' failed in {exc.func}" if exc.code == cv2.Error.StsAssert
-                        else f"OpenCV: {exc.err}")
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        lines = (_LOG_PREFIX.sub("", line).strip() for line in sink.read().decode(errors="replace").splitlines())
-    return result, [*dict.fromkeys(line for line in lines if line), *said]
-
-
-def _because(reasons: list[str]) -> str:
-    """`` (reason; reason)`` from what the libraries said, or nothing; at most three reasons."""
-    return f" ({'; '.join(reasons[:3])})" if reasons else ""
-
-
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+_FOURCC = {".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+DEFAULT_FPS = 30.0
 def _read_image(path: Path) -> np.ndarray:
-    image, said = _opencv(lambda: cv2.imread(str(path), cv2.IMREAD_COLOR))
+    image, said = quietly(lambda: cv2.imread(str(path), cv2.IMREAD_COLOR))
     if image is None:
-        raise SegnetError(f"cannot decode image '{path}'{_because(said)}; is it a valid image file?")
+        raise SegnetError(f"cannot decode image '{path}'{because(said)}; is it a valid image file?")
     return image
 
 
 def _open_video(path: Path) -> cv2.VideoCapture:
-    capture, said = _opencv(lambda: cv2.VideoCapture(str(path)))
+    capture, said = quietly(lambda: cv2.VideoCapture(str(path)))
     if capture is None or not capture.isOpened():
-        raise SegnetError(f"cannot open video '{path}'{_because(said)}")
+        raise SegnetError(f"cannot open video '{path}'{because(said)}")
     return capture
 
 
@@ -235,18 +193,18 @@ class Sink:
         if self._index == 0 or self.kind != "image":
             self._check(target)
         self._index += 1
-        written, said = _opencv(lambda: cv2.imwrite(str(target), image))
+        written, said = quietly(lambda: cv2.imwrite(str(target), image))
         if not written:
-            raise SegnetError(f"cannot write '{target}'; check the folder and the file extension{_because(said)}")
+            raise SegnetError(f"cannot write '{target}'; check the folder and the file extension{because(said)}")
         return target
 
     def _write_video(self, image: np.ndarray) -> Path:
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
             height, width = image.shape[:2]
-            writer, said = _opencv(lambda: cv2.VideoWriter(str(self.path), fourcc, self._fps, (width, height)))
+            writer, said = quietly(lambda: cv2.VideoWriter(str(self.path), fourcc, self._fps, (width, height)))
             if writer is None or not writer.isOpened():
-                raise SegnetError(f"cannot open video '{self.path}' for writing{_because(said)}")
+                raise SegnetError(f"cannot open video '{self.path}' for writing{because(said)}")
             self._writer = writer
         self._writer.write(image)
         return self.path

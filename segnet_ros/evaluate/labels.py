@@ -18,22 +18,16 @@ value is then the index, exactly, whatever the palette held (two entries of one 
 
 from __future__ import annotations
 
-import os
 import struct
-import sys
-import tempfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from ..core.classes import ClassTable
 from ..core.errors import SegnetError
-
-T = TypeVar("T")
+from ..core.opencv_io import quietly
 
 MASK_FORMATS = ("auto", "ids", "palette", "colors", "cityscapes")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -89,28 +83,6 @@ def cityscapes_lut() -> np.ndarray:
     return lut
 
 
-# -- decoding with the libraries' own words ------------------------------------------------------
-def _quietly(call: Callable[[], T]) -> tuple[T | None, list[str]]:
-    """Run an OpenCV decode and keep what libpng/libjpeg/OpenCV print on file descriptor 2 meanwhile,
-    so a bad file is one error line of ours with their reason in it, not lines of their own."""
-    said: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            result = call()
-        except cv2.error as exc:
-            result = None
-            said.append(f"OpenCV: {' '.join(str(exc.err).split())}")
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        lines = (line.strip() for line in sink.read().decode(errors="replace").splitlines())
-    return result, [*dict.fromkeys(line for line in lines if line), *said]
-
-
 def read_bytes(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
@@ -120,7 +92,7 @@ def read_bytes(path: Path, what: str) -> bytes:
 
 def decode(data: bytes, flags: int, path: Path, what: str) -> np.ndarray:
     """``cv2.imdecode`` or one SegnetError naming the file and the decoder's reason."""
-    image, said = _quietly(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), flags))
+    image, said = quietly(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), flags))
     if image is None or image.size == 0:
         because = f" ({'; '.join(said[:3])})" if said else ""
         raise SegnetError(f"cannot decode {what} '{path}'{because}; is it a valid image file?")
