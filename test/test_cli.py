@@ -236,8 +236,11 @@ def test_an_unquoted_glob_never_overwrites_an_image(oracle_dir, two_images, tmp_
     result = run_cli("segment", str(a), str(b), *model_args(oracle_dir))
     assert result.returncode == 1 and b.read_bytes() == before
     assert result.stderr.strip().splitlines()[-1] == (
-        f"segnet-ros: error: output '{b}' exists; pass --overwrite to replace it, or choose another output "
-        "(a glob the shell expanded? quote it: 'dir/*.png')")
+        f"segnet-ros: error: output '{b}' exists. If the shell expanded a glob into input and output, quote the "
+        "glob ('dir/*.png') and give an output folder; to replace the file, pass --overwrite")
+    three = run_cli("segment", str(a), str(b), str(two_images / "c.png"), *model_args(oracle_dir))
+    assert three.stderr.strip().splitlines()[-1].startswith(
+        f"segnet-ros: error: unexpected argument {two_images / 'c.png'} (a glob the shell expanded? quote it")
     assert run_cli("segment", str(a), str(b), "--overwrite", *model_args(oracle_dir)).returncode == 0
     assert b.read_bytes() != before  # --overwrite replaces another file...
     before = a.read_bytes()

@@ -381,13 +381,10 @@ def test_cameras_share_concurrent_inference_threads_one_frame_each_in_order(orac
 
 def test_losses_are_the_gaps_in_each_publishers_sequence_numbers():
     losses = LossCounter()
-    for number in (1, 2, 5, 6):  # 3 and 4 never came
-        losses.sequence(b"camera", number)
-    for number in (10, 11, 13):  # another publisher on the topic numbers its own messages
-        losses.sequence(b"other", number)
-    losses.sequence(b"camera", 1)  # a restarted camera starts again: nothing lost
-    losses.sequence(b"camera", 2)
-    assert losses.lost == 3
+    assert [losses.sequence(b"camera", number) for number in (1, 2, 5, 6)] == [0, 0, 2, 0]  # 3 and 4 never came
+    # another publisher on the topic numbers its own messages
+    assert [losses.sequence(b"other", number) for number in (10, 11, 13)] == [0, 0, 1]
+    assert [losses.sequence(b"camera", number) for number in (1, 2)] == [0, 0]  # a restarted camera
 
 
 def test_without_sequence_numbers_losses_are_stamp_gaps_against_the_cameras_period():
@@ -397,12 +394,9 @@ def test_without_sequence_numbers_losses_are_stamp_gaps_against_the_cameras_peri
     last = stamps[-1]
     stamps += [last + 3 * period, last + 4 * period]  # two frames missing, then the next one
     stamps += [last + 8 * period]  # three more missing
-    for stamp in stamps:
-        losses.stamp(stamp)
-    assert losses.lost == 5
-    losses.stamp(stamps[0])  # a stamp that goes back (a replayed bag): no loss, and no period from it
-    losses.stamp(0)  # a camera that does not stamp
-    assert losses.lost == 5
+    assert [losses.stamp(stamp) for stamp in stamps] == [0] * 10 + [2, 0, 3]
+    assert losses.stamp(stamps[0]) == 0  # a stamp that goes back (a replayed bag): no loss, and no period from it
+    assert losses.stamp(0) == 0  # a camera that does not stamp
 
 
 def test_the_input_follows_the_publishers_reliability():

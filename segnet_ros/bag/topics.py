@@ -123,8 +123,8 @@ def plan_topics(reader: BagReader, requested: list[tuple[str, str | None]]) -> t
                          "segmented instead (name it with --topic to choose it)")
         plans = _separate(plans, notes)
         if not plans:
-            raise BagError(f"bag '{reader.path}' has no colour image topics (sensor_msgs/Image or CompressedImage)"
-                           + (f"; {'; '.join(notes)}" if notes else ""))
+            raise BagError(f"bag '{reader.path}' has no image topic segnet_ros can segment"
+                           + (f": {'; '.join(notes)}" if notes else " (no sensor_msgs/Image or CompressedImage)"))
     by_namespace: dict[str, list[str]] = {}
     for plan in plans:
         by_namespace.setdefault(plan.namespace, []).append(plan.topic.name)

@@ -145,11 +145,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_choice: bool = 
                                 "engine), host (numpy) or auto (default: graph on GPUs, host on CPUs, where it "
                                 "is faster)")
     defaults = BackendOptions()
-    group = parser.add_argument_group("TensorRT")
+    group = parser.add_argument_group("precision")
     group.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                        help="inference precision (default auto: TensorRT fp16 where the GPU is fast at it; on the "
                             "CPU int8 where 'segnet-ros quantize' installed a model that passed its check, bf16 "
                             "where the CPU has it natively (OpenVINO), else fp32)")
+    group = parser.add_argument_group("TensorRT")
     group.add_argument("--engine-cache", "--engine_cache", dest="engine_cache", metavar="DIR",
                        default=defaults.engine_cache_dir,
                        help="engine cache folder (default: the segnet_ros cache folder's engines/)")

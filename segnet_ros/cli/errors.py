@@ -53,7 +53,9 @@ class ArgumentParser(argparse.ArgumentParser):
         """What is wrong with the arguments left over: the first unknown option, and what was meant."""
         options = [extra.partition("=")[0] for extra in extras if extra.startswith("-") and extra != "-"]
         if not options:
-            return f"unexpected argument{'s' if len(extras) > 1 else ''} {' '.join(extras)}"
+            paths = any("/" in extra or "." in extra for extra in extras)
+            return (f"unexpected argument{'s' if len(extras) > 1 else ''} {' '.join(extras)}"
+                    + (" (a glob the shell expanded? quote it: 'dir/*.png')" if paths else ""))
         known = [name for name in self._option_string_actions if name.startswith("--")]
         close = difflib.get_close_matches(options[0], known, n=1, cutoff=0.6)
         return f"unrecognized option {options[0]}" + (f"; did you mean {close[0]}?" if close else "")

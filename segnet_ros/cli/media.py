@@ -178,13 +178,14 @@ class Sink:
         """Refuse to write ``target`` over an input, or over an existing file without ``overwrite``."""
         if not (target.exists() or target.is_symlink()):
             return
-        # 'segment dir/*.png' unquoted: the shell made the last image the output
-        glob_hint = " (a glob the shell expanded? quote it: 'dir/*.png')" if self.kind == "image" else ""
         if _identity(target) in self._inputs:
-            raise SegnetError(f"output '{target}' is one of the inputs; choose another output{glob_hint}")
+            raise SegnetError(f"output '{target}' is one of the inputs; choose another output")
         if not self._overwrite:
-            raise SegnetError(f"output '{target}' exists; pass --overwrite to replace it, or choose another "
-                              f"output{glob_hint}")
+            if self.kind == "image":  # 'segment dir/*.png' unquoted: the shell made the second image the output
+                raise SegnetError(f"output '{target}' exists. If the shell expanded a glob into input and output, "
+                                  "quote the glob ('dir/*.png') and give an output folder; to replace the file, "
+                                  "pass --overwrite")
+            raise SegnetError(f"output '{target}' exists; pass --overwrite to replace it, or choose another output")
 
     def write(self, name: str, image: np.ndarray) -> Path:
         if self.kind == "video":

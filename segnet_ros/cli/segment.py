@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     mean = totals / max(frames, 1)
     print(
-        f"segmented {frames} frame{'s' if frames != 1 else ''} with {model.name} on "
+        f"segnet-ros: segmented {frames} frame{'s' if frames != 1 else ''} with {model.name} on "
         f"{net.backend.describe()}, pipeline {net.pipeline}, in {elapsed:.2f} s "
         f"({frames / max(elapsed, 1e-9):.1f} fps); "
         f"per frame: preprocess {mean[0]:.1f} ms, inference {mean[1]:.1f} ms, "

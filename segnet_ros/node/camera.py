@@ -104,6 +104,8 @@ class CameraPipeline:
         self._encode_buffers = ImageBuffers()  # used by the encoding thread only
         self._cloud = CloudBuilder()
         self._losses = LossCounter()
+        self._lost = 0  # missing frames a best-effort input lost (in transport, or in its queue: DDS cannot say)
+        self._overwritten = 0  # missing frames a reliable input's queue overwrote while the node was busy
         self._reported = (0, 0, 0, 0)  # (received, processed, bad, lost) at the last diagnostics
         self._subscriptions: list[InputSubscription] = []
         self._workers: list[threading.Thread] = []
@@ -186,9 +188,11 @@ class CameraPipeline:
         """Follow the publishers' reliability (``input_reliability: auto``); say so when it changes."""
         for subscription in self._subscriptions:
             if subscription.refresh():
+                topic = self.node.resolve_topic_name(subscription.topic)
                 self.node.get_logger().info(
-                    f"{self.node.resolve_topic_name(subscription.topic)}: subscribed {subscription.reliability} "
-                    "to match its publishers")
+                    f"{topic}: subscribed {subscription.reliability} to match its publishers"
+                    if self.node.count_publishers(topic) else f"{topic}: no publisher left; subscribed "
+                    f"{subscription.reliability}, ready for whichever kind comes next")
 
     @property
     def input_reliability(self) -> str:
@@ -196,19 +200,25 @@ class CameraPipeline:
 
     # -- callbacks (executor thread): cheap, never block -------------------------------------------
     def _on_frame(self, msg) -> None:
-        self._losses.stamp(stamp_ns(msg.header))
-        self._arrived(msg)
+        self._arrived(msg, self._losses.stamp(stamp_ns(msg.header)))
 
     def _on_frame_with_info(self, msg, info) -> None:
         number = info.get("publication_sequence_number") if isinstance(info, dict) else None
         if number:  # 0 or None: this rmw does not number what it sends
             gid = info.get("publisher_gid") or {}
-            self._losses.sequence(bytes(gid.get("data", b"")) if isinstance(gid, dict) else b"", number)
+            missing = self._losses.sequence(bytes(gid.get("data", b"")) if isinstance(gid, dict) else b"", number)
         else:
-            self._losses.stamp(stamp_ns(msg.header))
-        self._arrived(msg)
+            missing = self._losses.stamp(stamp_ns(msg.header))
+        self._arrived(msg, missing)
 
-    def _arrived(self, msg) -> None:
+    def _arrived(self, msg, missing: int) -> None:
+        if missing:
+            # reliable DDS resends what transport loses, so a reliable input's gap is its queue (input_depth)
+            # overwritten while the executor was busy: a drop, like the newest-frame slot's
+            if self.input_reliability == "reliable":
+                self._overwritten += missing
+            else:
+                self._lost += missing
         self.stats.arrived()
         self.slot.put((msg, time.monotonic()))
 
@@ -388,8 +398,8 @@ class CameraPipeline:
 
     # -- diagnostics -------------------------------------------------------------------------------
     def diagnostics(self, name: str, hardware_id: str, extra: dict[str, str]) -> DiagnosticStatus:
-        snap = self.stats.snapshot(self.slot.dropped + self._results.dropped)
-        lost = self._losses.lost
+        snap = self.stats.snapshot(self.slot.dropped + self._results.dropped + self._overwritten)
+        lost = self._lost
         status = DiagnosticStatus(name=name, hardware_id=hardware_id)
         status.level, problem = health(snap.received, snap.processed, snap.bad, lost, self._reported)
         self._reported = (snap.received, snap.processed, snap.bad, lost)
@@ -400,7 +410,7 @@ class CameraPipeline:
             "input_topic": self.node.resolve_topic_name(self.image_topic),
             "input_reliability": self.input_reliability
             + (" (auto: follows the publishers)" if self.settings.input_reliability == "auto" else ""),
-            "frames_lost": lost,
+            "frames_lost": lost, "frames_dropped_input_queue": self._overwritten,
             "input_rate_hz": f"{snap.input_hz:.2f}", "processed_rate_hz": f"{snap.processed_hz:.2f}",
             "frames_received": snap.received, "frames_processed": snap.processed,
             "frames_dropped": snap.dropped, "frames_bad": snap.bad,

@@ -167,33 +167,32 @@ class PipelineStats:
 
 
 class LossCounter:
-    """Frames a camera sent that never reached us (lost in transport, or overwritten unread in the
-    reader's queue): gaps in each publisher's sequence numbers where the rmw gives them (Iron and
-    later), else gaps in the header stamps against the camera's measured period (Humble)."""
+    """Frames a camera sent that never reached the node's callback: gaps in each publisher's sequence
+    numbers where the rmw gives them (Iron and later), else gaps in the header stamps against the
+    camera's measured period (Humble). Each call returns how many are missing before this message; the
+    caller says what they were (lost in transport, or overwritten in the reader's queue)."""
 
     def __init__(self, history: int = 31) -> None:
-        self.lost = 0
         self._sequences: dict[bytes, int] = {}
         self._last_stamp: int | None = None
         self._periods: deque[int] = deque(maxlen=history)
 
-    def sequence(self, publisher: bytes, number: int) -> None:
+    def sequence(self, publisher: bytes, number: int) -> int:
         """A message with publication sequence number ``number`` (1, 2, ... per publisher)."""
         last = self._sequences.get(publisher)
-        if last is not None and number > last + 1:
-            self.lost += number - last - 1
         self._sequences[publisher] = number  # a smaller number: the publisher restarted
+        return number - last - 1 if last is not None and number > last + 1 else 0
 
-    def stamp(self, stamp_ns: int) -> None:
+    def stamp(self, stamp_ns: int) -> int:
         """A message stamped ``stamp_ns``: a step of about k periods means k - 1 frames missing.
         Cameras that do not stamp (0), stamps that go back and the first few steps count nothing."""
         last, self._last_stamp = self._last_stamp, stamp_ns
         if last is None or stamp_ns <= last or stamp_ns == 0:
-            return
+            return 0
         step = stamp_ns - last
         if len(self._periods) >= 5:
             period = sorted(self._periods)[len(self._periods) // 2]
             if step > 1.5 * period:
-                self.lost += int(round(step / period)) - 1
-                return  # a gap is not a period
+                return int(round(step / period)) - 1  # a gap is not a period
         self._periods.append(step)
+        return 0

@@ -8,6 +8,7 @@ installed copies live (``locations``), how to fetch and install them
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = ["DEFAULT_NETWORK", "MODELS", "ZooModel", "installed_or_reference", "l
 # One default model everywhere, the node's and every command's: a robot's street-level camera. What only
 # shows or times the network (benchmark, make demo) falls back to the untrained reference network offline.
 DEFAULT_NETWORK = "fcn-resnet18-cityscapes"
+log = logging.getLogger(__name__)
 REFERENCE_NAME = re.compile(r"^reference(?:-(\d+)x(\d+))?$")
 REFERENCE_DEFAULT = (512, 256)
 REFERENCE_CLASSES = 21
@@ -72,5 +74,6 @@ def resolve_network(name: str, model_dir: str | Path | None = None, auto_downloa
         if not auto_download:
             raise ModelError(f"model {model.name} is not installed; install it with: "
                              f"{install_command(model, model_dir)}")
+        log.info("downloading %s (auto_download) from %s", model.name, model.download_url())
         found = download(model, model_dir)
     return ModelFiles.in_folder(found.folder, name=model.name)

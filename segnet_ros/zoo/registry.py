@@ -102,7 +102,7 @@ def lookup(name: str) -> ZooModel:
     wanted = normalize(name)
     if wanted in index:
         return index[wanted]
-    spellings = [normalize(s) for m in MODELS for s in (m.name, *m.aliases)]
+    spellings = [normalize(s) for m in MODELS for s in (m.name, *m.aliases)] + ["reference"]
     close = difflib.get_close_matches(wanted, spellings, n=3, cutoff=0.6)
     close = close or [m.name for m in MODELS if wanted and wanted in m.name][:3]
     hint = f"did you mean {', '.join(close)}? " if close else ""
