@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := ros,msgs-build,onnxruntime,quantize,openvino,bag,opencv,test
+EXTRAS := ros,msgs-build,onnxruntime,quantize,openvino,bag,fleet,opencv,test
 
 # vision_msgs is not on PyPI: msgs/build.sh builds our copy of its LabelInfo/VisionClass
 # definitions into a venv with the ROS interface tool chain pip installed there.
@@ -83,6 +83,7 @@ benchmark: $(MSGS_STAMP)
 	$(BIN)/python benchmarks/node_benchmark.py --transport tuned
 	$(BIN)/python benchmarks/multicamera_benchmark.py
 	$(BIN)/python benchmarks/bag_benchmark.py
+	$(BIN)/python benchmarks/fleet_benchmark.py
 	$(BIN)/python benchmarks/spin_benchmark.py
 
 clean:

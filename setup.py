@@ -56,6 +56,9 @@ setup(
         "openvino": ["openvino>=2024.0"],
         # `segnet-ros bag`: rosbag2 (MCAP and SQLite 3) without a ROS install.
         "bag": ["rosbags>=0.11"],
+        # `segnet-ros bag IN... --output-dir DIR --ray`: Ray; fsspec for URLs (s3:// also needs s3fs, gs:// gcsfs).
+        # fsspec 2024.12 brought the create-only write the done markers use.
+        "fleet": ["ray>=2.10", "fsspec>=2024.12"],
         "ros": ROS,
         "msgs-build": MSGS_BUILD,
         "test": ["pytest>=7", "ruff>=0.5", "colcon-core>=0.15", "colcon-ros>=0.4"],

@@ -81,8 +81,10 @@ def test_reference_network_from_a_video_reports_agreement_and_the_gate_refuses(s
 
 def test_the_reference_network_says_why_it_cannot_pass(tmp_path, cache_env):
     video = street_video(tmp_path / "street.avi")
-    refused = run_cli("quantize", "--network", "reference-128x64", "--reduce-range", "off", str(video),
-                      env=cache_env)
+    # 98% (the default) is out of an untrained network's reach; 100% makes the refusal certain whatever the
+    # ONNX Runtime version's rounding (1.12 reached 98% on one of these small grids)
+    refused = run_cli("quantize", "--network", "reference-256x128", "--reduce-range", "off", "--min-agreement",
+                      "100", str(video), env=cache_env)
     line = one_error_line(refused)
     assert "That is expected of the untrained reference network" in line and "nothing installed" in line
 

@@ -551,6 +551,25 @@ def fake_engine(fake_trt):
     context.detach()
 
 
+def _onnxruntime_rounds_through_float16() -> bool:
+    """Whether this ONNX Runtime rounds a float -> float16 -> float Cast pair (1.12 passes the values through,
+    even with its optimisations off), which is how the fake computes a layer run in FP16."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+         helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return float(session.run(None, {"x": np.array([1.0001], np.float32)})[0][0]) == 1.0
+
+
+@pytest.mark.skipif(not _onnxruntime_rounds_through_float16(),
+                    reason="this ONNX Runtime does not round float16 round trips: the fake cannot show FP16 layers")
 @pytest.mark.parametrize("trt_version", ["8.6.1", "10.3.0"], indirect=True)
 def test_fake_weakly_typed_fp16_keeps_only_pinned_layers_in_fp32(trt_version, fake_engine):
     exact = X * SCALE

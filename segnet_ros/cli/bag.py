@@ -56,10 +56,16 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "bag", help="segment the images of a rosbag2 (MCAP or SQLite 3) into a new bag, without ROS",
+        usage="segnet-ros bag [options] INPUT OUTPUT\n       segnet-ros bag [options] INPUT... --output-dir DIR "
+              "[--ray [ADDRESS]]",
         description="Segment every frame of a bag's image topics and write the outputs, named and typed as "
-                    "segnet_node publishes them, to a new rosbag2 (MCAP). Needs no ROS install.")
-    parser.add_argument("input", help="rosbag2 folder, or an .mcap or .db3 file")
-    parser.add_argument("output", help="new rosbag2 folder, or a file ending in .mcap for a single MCAP file")
+                    "segnet_node publishes them, to a new rosbag2 (MCAP). Needs no ROS install. With --output-dir, "
+                    "any number of bags, each to DIR/<its name>, on this machine or a Ray cluster (--ray), "
+                    "resumable: bags already done are skipped.")
+    parser.add_argument("paths", nargs="+", metavar="INPUT",
+                        help="rosbag2 folder, or an .mcap or .db3 file; then OUTPUT: a new rosbag2 folder, or a file "
+                             "ending in .mcap for a single MCAP file. With --output-dir: bags, folders of bags, globs "
+                             "or fsspec URLs (s3://...), and no OUTPUT")
     group = parser.add_argument_group("bag")
     group.add_argument("--topic", action="append", default=[], metavar="TOPIC[:=NAMESPACE]",
                        help="image topic to segment (repeatable; default every colour image topic); outputs go to "
@@ -87,6 +93,27 @@ def add_parser(subparsers) -> None:
     group.add_argument("--workers", type=int_in_range(0, "0 (one per core, at most 4) or a count up to 64", 64),
                        default=0, help="inference threads where the backend takes concurrent calls (ONNX Runtime "
                        "on the CPU), each with its share of the cores; 0 (default): one per core, at most 4")
+    group = parser.add_argument_group("many bags (doc/bags.md, 'Many bags')")
+    group.add_argument("--output-dir", "--output_dir", dest="output_dir", metavar="DIR",
+                       help="segment every INPUT into DIR/<its name> (a folder or an fsspec URL), with "
+                            "DIR/manifest.jsonl; run again to resume: bags done are skipped, failed ones retried")
+    group.add_argument("--jobs", type=int_in_range(0, "0 (as the cores allow) or a number of bags", 256), default=0,
+                       help="without --ray: bags segmented side by side, each in its own process (default 0: one "
+                            "per --workers cores on the CPU, one on a GPU)")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on Ray (pip install 'segnet_ros[fleet]'): alone, a local Ray for this job; 'auto', "
+                            "the cluster in RAY_ADDRESS or started on this machine; or a cluster's address")
+    group.add_argument("--gpus", type=int_in_range(0, "a number of GPUs", 4096), default=None,
+                       help="with --ray: GPU actors, one per GPU, each loading the model once (default: the "
+                            "cluster's GPUs where the backend uses one; pass it where Ray does not see them, as on "
+                            "Jetsons; 0: CPUs only)")
+    group.add_argument("--cpus-per-bag", "--cpus_per_bag", dest="cpus_per_bag",
+                       type=int_in_range(1, "a positive number of CPUs", 1024), default=1,
+                       help="with --ray, on CPUs: the CPUs each bag's task takes, one inference thread each "
+                            "(default 1)")
+    group.add_argument("--max-in-flight", "--max_in_flight", dest="max_in_flight",
+                       type=int_in_range(0, "0 (twice what runs at once) or a number of bags"), default=0,
+                       help="with --ray: bags submitted at once (default 0: twice as many as run side by side)")
     add_model_arguments(parser)
     add_rendering_arguments(parser)
     group = parser.add_argument_group("video")
@@ -203,27 +230,58 @@ def summary_text(summary, class_names: tuple[str, ...], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..bag.pipeline import BAG_OUTPUTS, BagPipeline, BagSettings, default_workers
-    from ..bag.reader import BagReader
-    from ..bag.topics import parse_topic, plan_topics
-    from ..bag.typestore import BagError, has_label_info, label_info_missing
-    from ..bag.writer import BagWriter, check_output
+FLEET_ONLY = (("jobs", 0, "--jobs"), ("ray", None, "--ray"), ("gpus", None, "--gpus"),
+              ("cpus_per_bag", 1, "--cpus-per-bag"), ("max_in_flight", 0, "--max-in-flight"))
 
-    output = Path(args.output).expanduser()
-    reader = BagReader(args.input)  # cheap checks first: a typo should not wait for a model
-    check_output(output, args.overwrite, (reader.path,))
-    video = _check_video(args, output)
+
+def run(args: argparse.Namespace) -> int:
+    """One bag (INPUT OUTPUT, as it always was), or many (INPUT... --output-dir DIR)."""
+    from ..bag.typestore import BagError
+
+    if args.output_dir is not None:
+        return run_many(args)
+    given = [flag for name, default, flag in FLEET_ONLY if getattr(args, name) != default]
+    if given:
+        raise BagError(f"{given[0]} is for many bags: add --output-dir DIR (segnet-ros bag INPUT... --output-dir DIR)")
+    if len(args.paths) != 2:
+        raise BagError("give INPUT and OUTPUT (one bag), or INPUT... --output-dir DIR (many bags)"
+                       if len(args.paths) < 2 else
+                       f"{len(args.paths)} paths given: one bag takes INPUT OUTPUT; for many bags, give "
+                       "--output-dir DIR (segnet-ros bag INPUT... --output-dir DIR)")
+    args.input, args.output = args.paths
+    return run_one(args)
+
+
+def _bag_settings(args: argparse.Namespace):
+    """BagSettings from the arguments; label_info is left out, with a warning, where vision_msgs is missing."""
+    from ..bag.pipeline import BAG_OUTPUTS, BagSettings, default_workers
+    from ..bag.typestore import BagError, has_label_info, label_info_missing
+
     outputs = args.outputs or BAG_OUTPUTS
     if "label_info" in outputs and not has_label_info():
         if args.outputs:
             raise BagError(label_info_missing())
         outputs = tuple(name for name in outputs if name != "label_info")  # the default: all that can be written
         print(f"segnet-ros: warning: not writing label_info: {label_info_missing()}", file=sys.stderr)
-    workers = args.workers or default_workers()
-    settings = BagSettings(outputs=outputs, mask_size=args.mask_size, label_threshold=args.label_threshold,
-                           copy_inputs=args.copy_inputs or args.copy_all, copy_all=args.copy_all,
-                           max_input_pixels=args.max_input_pixels, workers=workers)
+    return BagSettings(outputs=outputs, mask_size=args.mask_size, label_threshold=args.label_threshold,
+                       copy_inputs=args.copy_inputs or args.copy_all, copy_all=args.copy_all,
+                       max_input_pixels=args.max_input_pixels, workers=args.workers or default_workers())
+
+
+def run_one(args: argparse.Namespace) -> int:
+    from ..bag.fleet import nothing_segmented
+    from ..bag.pipeline import BagPipeline
+    from ..bag.reader import BagReader
+    from ..bag.topics import parse_topic, plan_topics
+    from ..bag.typestore import BagError
+    from ..bag.writer import BagWriter, check_output
+
+    output = Path(args.output).expanduser()
+    reader = BagReader(args.input)  # cheap checks first: a typo should not wait for a model
+    check_output(output, args.overwrite, (reader.path,))
+    video = _check_video(args, output)
+    settings = _bag_settings(args)
+    workers = settings.workers
     with reader:
         plans, notes = plan_topics(reader, [parse_topic(t) for t in args.topic])
         track = None
@@ -236,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_from_args(args)
         rendering = segnet_settings(args, model)
         backend = create_backend(args.backend, model, replace(backend_options(args), callers=workers))
-        net = SegNet(model, backend, rendering)
+        net = SegNet(model, backend, rendering, args.pipeline)
         progress = BagProgress(sum(p.topic.count for p in plans), enabled=None if args.progress else False)
 
         def on_frame(plan, timestamp, segmentation) -> None:
@@ -252,16 +310,15 @@ def run(args: argparse.Namespace) -> int:
                 print(f"segnet-ros: {note}", file=sys.stderr)
             summary = pipeline.run(on_frame)
             empty = [result for result in summary.results if result.frames == 0]
-            if len(empty) == len(summary.results):  # nothing at all: no output either
-                print(summary_text(summary, net.class_names, summary.seconds))
-                raise BagError(_nothing_segmented(empty) + "; nothing written")
+            if len(empty) == len(summary.results):  # nothing at all: no output either, and the line says why
+                raise BagError(nothing_segmented(empty) + "; nothing written")
             writer.finish()
             if track is not None:
                 track.finish()
             done = True
         finally:
             progress.close()
-            net.backend.close()
+            net.close()
             if not done:
                 if writer is not None:
                     writer.abort()
@@ -273,15 +330,101 @@ def run(args: argparse.Namespace) -> int:
     print(f"segnet-ros: wrote {output} with {model.name} on {net.backend.describe()}{threads}{where}",
           file=sys.stderr)
     if empty:  # a script must not take a topic with no segmentation for success
-        raise BagError(_nothing_segmented(empty) + f"; {output} holds the other topics")
+        raise BagError(nothing_segmented(empty) + f"; {output} holds the other topics")
     return 0
 
 
-def _nothing_segmented(results) -> str:
-    """The error for topics none of whose frames could be segmented, with the commonest reason."""
-    parts = []
-    for result in results:
-        reason = result.reasons.most_common(1)
-        parts.append(f"{result.plan.topic.name} ({result.bad} bad frame{'s' if result.bad != 1 else ''}"
-                     + (f": {reason[0][0]}" if reason else "") + ")")
-    return f"no frame of {', '.join(parts)} could be segmented"
+class FleetProgress(Progress):
+    """One bar over the job: ``[###.......] 3/10 bags  1234 frames  45.2 fps  1 failed  ETA 1:23``."""
+
+    unit = "bags"
+
+    def __init__(self, total: int, enabled: bool | None = None) -> None:
+        super().__init__(total, enabled=enabled)
+        self.frames_done, self.failed, self.ran = 0, 0, 0
+        self._live: dict[int, int] = {}  # frames so far of each bag in flight
+        self._finished: set[int] = set()  # a count may arrive after its bag's record (Ray)
+
+    def frames(self, index: int, count: int) -> None:
+        if index not in self._finished:
+            self._live[index] = count
+            self.update(0)
+
+    def record(self, record) -> None:
+        self._finished.add(record.index)
+        self._live.pop(record.index, None)
+        if record.status != "skipped":
+            self.ran += 1
+            self.frames_done += record.frames + record.skipped_frames
+        self.failed += record.status == "failed"
+        self.update()
+
+    def line(self) -> str:
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        frames = self.frames_done + sum(self._live.values())
+        filled = min(self.width, self.width * self.done // max(self.total, 1))
+        text = (f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} bags  {frames} frames  "
+                f"{frames / elapsed:.1f} fps")
+        if self.failed:
+            text += f"  {self.failed} failed"
+        if self.ran and self.done < self.total:
+            left = (self.total - self.done) * elapsed / self.ran
+            text += f"  ETA {int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}"
+        return text
+
+
+def run_many(args: argparse.Namespace) -> int:
+    """``bag INPUT... --output-dir DIR``: every bag to DIR/<its name>, here or on Ray; resumable."""
+    from ..bag.fleet import BagJob, EmbeddedRunner, NetSpec, embedded_bags_at_once, plan_tasks, run_job
+    from ..bag.topics import parse_topic
+    from ..bag.typestore import BagError
+
+    if args.video:
+        raise BagError("--video is for one bag (segnet-ros bag INPUT OUTPUT --video FILE), not --output-dir")
+    if args.overwrite:
+        raise BagError("--overwrite does not apply to --output-dir: bags already done are kept, the others (re)made; "
+                       "to redo a bag, delete it and its marker DIR/.segnet-ros/done/<its name>.json")
+    if args.ray is None:
+        wrong = [flag for name, default, flag in FLEET_ONLY[2:] if getattr(args, name) != default]
+        if wrong:
+            raise BagError(f"{wrong[0]} is for --ray")
+    elif args.jobs:
+        raise BagError("--jobs is for the embedded runner; with --ray, Ray places the bags (--cpus-per-bag, --gpus)")
+    settings = _bag_settings(args)
+    job = BagJob(output_dir=args.output_dir, topics=tuple(parse_topic(t) for t in args.topic), settings=settings,
+                 compression=args.compression)
+    tasks = plan_tasks(args.paths, job)  # cheap checks first: a typo should not wait for a model
+    model = load_from_args(args)
+    spec = NetSpec(files=model.files, backend=args.backend, options=backend_options(args),
+                   settings=segnet_settings(args, model), pipeline=getattr(args, "pipeline", "host"))
+    if args.ray is not None:
+        from ..bag import ray_runner  # BagError, in one line, where Ray is not installed
+
+        runner = ray_runner.RayRunner(spec, job, ray_runner.RaySettings(
+            address=args.ray, gpus=args.gpus, cpus_per_bag=args.cpus_per_bag, in_flight=args.max_in_flight))
+        where = "Ray"
+    else:
+        at_once = args.jobs or embedded_bags_at_once(spec, settings.workers)
+        runner = EmbeddedRunner(spec, job, at_once)
+        where = f"this machine, {at_once} bag{'s' if at_once != 1 else ''} at a time"
+    progress = FleetProgress(len(tasks), enabled=None if args.progress else False)
+    try:
+        outcome = run_job(tasks, job, runner, progress.frames, progress.record)
+    finally:
+        progress.close()
+    where = getattr(runner, "describe", "") or where
+    failed = [record for record in outcome.records if record.status == "failed"]
+    for record in failed:
+        print(f"failed: {record.input}: {record.error}")
+    ran = [record for record in outcome.records if record.status == "done"]
+    frames = sum(record.frames for record in ran)
+    print(f"{outcome.inputs} bag{'s' if outcome.inputs != 1 else ''}: {len(ran)} done, "
+          f"{outcome.count('skipped')} skipped (done before), {len(failed)} failed; {frames} frames in "
+          f"{outcome.seconds:.1f} s ({frames / max(outcome.seconds, 1e-9):.1f} fps); manifest {outcome.manifest}")
+    ran_on = sorted({f"{record.backend}, {record.precision}" for record in ran})
+    print(f"segnet-ros: wrote {len(ran)} bag{'s' if len(ran) != 1 else ''} to {args.output_dir} with {model.name}"
+          + (f" on {'; '.join(ran_on)}" if ran_on else "") + f" ({where})", file=sys.stderr)
+    if failed:
+        raise BagError(f"{len(failed)} of {outcome.inputs} bags failed, the first: {failed[0].input}: "
+                       f"{failed[0].error} (all in {outcome.manifest}; run the command again to retry them)")
+    return 0
