@@ -83,6 +83,7 @@ benchmark: $(MSGS_STAMP)
 	$(BIN)/python benchmarks/node_benchmark.py --transport tuned
 	$(BIN)/python benchmarks/multicamera_benchmark.py
 	$(BIN)/python benchmarks/bag_benchmark.py
+	$(BIN)/python benchmarks/evaluate_benchmark.py
 	$(BIN)/python benchmarks/fleet_benchmark.py
 	$(BIN)/python benchmarks/spin_benchmark.py
 
