@@ -1,13 +1,14 @@
-"""Files that several processes share: atomic writes and exclusive lock files.
+"""Files that several processes share: atomic writes, exclusive lock files and digests.
 
-The engine cache, the model zoo and the reference network all write files that a
-node and a CLI may reach at the same moment; these two helpers are how they do it.
+The engine cache, the model zoo, the reference network and the bag tool all write files that a
+node and a CLI may reach at the same moment; these helpers are how they do it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import tempfile
@@ -15,6 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read in chunks (models and bags can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

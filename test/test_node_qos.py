@@ -6,6 +6,7 @@ One node serves the whole module (its start-up costs seconds); each test drives 
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -38,10 +39,20 @@ def watcher(probe):
     return probe
 
 
-def camera_qos(reliable: bool):
+@contextlib.contextmanager
+def camera(watcher, reliable: bool):
+    """A camera publisher on ``image`` of this reliability, once the node follows it; gone afterwards."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
 
-    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+    kind = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+    publisher = watcher.publisher(Image, "image", QoSProfile(depth=10, reliability=kind))
+    try:
+        watcher.wait_matched(publisher)
+        wait_for_reliability(watcher, "reliable" if reliable else "best_effort")
+        yield publisher
+    finally:
+        watcher.node.destroy_publisher(publisher)
 
 
 def image(width: int, height: int, stamp: float):
@@ -76,12 +87,7 @@ def test_a_misspelt_parameter_is_named_at_start_up(node):
 
 @pytest.mark.parametrize("width, height, rate", [(640, 480, 10), (640, 480, 30), (1280, 720, 10)])
 def test_a_reliable_camera_loses_nothing_under_the_defaults(node, watcher, width, height, rate):
-    from sensor_msgs.msg import Image
-
-    publisher = watcher.publisher(Image, "image", camera_qos(reliable=True))
-    try:
-        watcher.wait_matched(publisher)
-        wait_for_reliability(watcher, "reliable")
+    with camera(watcher, reliable=True) as publisher:
         time.sleep(1.0)  # a diagnostics report after the switch, so the baseline is current
         received, lost, overwritten = counts(watcher)
         frames = [image(width, height, 1000 + i) for i in range(3 * rate)]
@@ -99,17 +105,10 @@ def test_a_reliable_camera_loses_nothing_under_the_defaults(node, watcher, width
         assert now_received - received + now_overwritten - overwritten == len(frames)
         assert now_received - received >= len(frames) // 4, diagnostics_values(watcher)
         assert watcher.messages("class_mask"), "the node segmented none of them"
-    finally:
-        watcher.node.destroy_publisher(publisher)
 
 
 def test_a_best_effort_camera_is_heard_and_its_losses_are_counted(node, watcher):
-    from sensor_msgs.msg import Image
-
-    publisher = watcher.publisher(Image, "image", camera_qos(reliable=False))
-    try:
-        watcher.wait_matched(publisher)
-        wait_for_reliability(watcher, "best_effort")  # the reliable cameras of the tests before are gone
+    with camera(watcher, reliable=False) as publisher:  # the reliable cameras of the tests before are gone
         mask = publish_until(watcher, publisher, image(320, 240, 5000.0), "class_mask", period=0.5)
         assert (mask.width, mask.height) == (320, 240)
         # a burst faster than the node takes them: its queue of one keeps the newest, the rest are lost
@@ -132,19 +131,12 @@ def test_a_best_effort_camera_is_heard_and_its_losses_are_counted(node, watcher)
         assert 31 <= sent <= 31 + 10, (sent, now_received, now_lost)  # 31, plus any resends of the last frame
         values = diagnostics_values(watcher)
         assert values["frames_lost"] == str(now_lost)
-    finally:
-        watcher.node.destroy_publisher(publisher)
 
 
 def test_a_camera_of_nothing_but_bad_frames_is_a_warning(node, watcher):
     from diagnostic_msgs.msg import DiagnosticStatus
-    from sensor_msgs.msg import Image
 
-    publisher = watcher.publisher(Image, "image", camera_qos(reliable=True))
-    try:
-        watcher.wait_matched(publisher)
-        wait_for_reliability(watcher, "reliable")
-
+    with camera(watcher, reliable=True) as publisher:
         def warned():
             publisher.publish(rgb16(7000.0))
             statuses = watcher.messages("/diagnostics")
@@ -153,5 +145,3 @@ def test_a_camera_of_nothing_but_bad_frames_is_a_warning(node, watcher):
         watcher.wait_for(warned, 20, "a WARN status")
         status = watcher.messages("/diagnostics")[-1].status[0]
         assert "bad since last report, none processed" in status.message
-    finally:
-        watcher.node.destroy_publisher(publisher)

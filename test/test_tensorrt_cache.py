@@ -9,9 +9,11 @@ import threading
 
 import pytest
 
+from segnet_ros import files
 from segnet_ros.backends import engine_cache
-from segnet_ros.backends.engine_cache import EngineCache, EngineKey, model_sha256, sha256_file
+from segnet_ros.backends.engine_cache import EngineCache, EngineKey, model_sha256
 from segnet_ros.core.errors import BackendError
+from segnet_ros.files import sha256_file
 
 KEY = EngineKey(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
                 precision="fp16", dla_core=-1)
@@ -35,9 +37,9 @@ class Counting:
 
 def test_sha256_is_streamed_and_exact(tmp_path, monkeypatch):
     path = tmp_path / "m.onnx"
-    data = os.urandom(3 * engine_cache.CHUNK + 17)
+    data = os.urandom(3 * files.CHUNK + 17)
     path.write_bytes(data)
-    monkeypatch.setattr(engine_cache, "CHUNK", 4096)  # many chunks: the digest must not depend on chunking
+    monkeypatch.setattr(files, "CHUNK", 4096)  # many chunks: the digest must not depend on chunking
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 

@@ -62,9 +62,6 @@ def check_input(tensor: np.ndarray, shape: tuple[int, ...], max_batch: int = 1) 
         raise BackendError(f"input tensor {tensor.shape} {tensor.dtype}; expected {expected} float32")
 
 
-PIPELINES = ("auto", "graph", "host")
-
-
 class GraphRunner(ABC):
     """One camera configuration's whole-frame graph (:mod:`segnet_ros.backends.graph`) on a backend: the
     camera's bytes in, the finished products out, with no per-pixel work on the host."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from ..core.errors import BackendError
-from ..files import exclusive_lock, write_atomic
+from ..files import exclusive_lock, sha256_file, write_atomic
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_FORMAT = 2  # bump when the meaning of a key or the file layout changes: old files are then never read
-CHUNK = 1 << 20
 
 
 def default_engine_dir() -> Path:
     """Where engines go unless told otherwise: ``<segnet_ros cache>/engines``."""
     return cache_dir() / "engines"
-
-
-def sha256_file(path: Path) -> str:
-    """The file's sha256, read in chunks (models can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_sha256(onnx: Path, external: list[Path] = ()) -> str:

@@ -26,9 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.errors import BackendError
-from ..files import exclusive_lock, write_atomic
+from ..files import exclusive_lock, sha256_file, write_atomic
 from ..paths import cache_dir
-from .engine_cache import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ def vetted_qdq_model(onnx: Path, directory: Path | None = None) -> Path | None:
         return None
     note = _read_json(path.parent / INDEX) or {}
     if note.get("forced", True) or note.get("accuracy_passed") is False:
-        log.debug("auto skips the INT8 model %s: it was installed with --force", path)
+        log.debug("auto skips the INT8 model %s: it was installed with --force past a failed check", path)
         return None
     return path
 

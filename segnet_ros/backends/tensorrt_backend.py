@@ -32,8 +32,9 @@ import numpy as np
 from ..core.errors import BackendError
 from ..core.frames import ENCODINGS
 from ..core.model import Model
+from ..files import sha256_file
 from .base import Backend, BackendOptions, GraphRunner, check_input
-from .engine_cache import EngineCache, EngineKey, model_sha256, sha256_file
+from .engine_cache import EngineCache, EngineKey, model_sha256
 from .graph import GRAPH_INPUT, OUTPUTS, PREFIX, build_graph
 from .tensorrt_build import (
     BuildSettings,

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..files import write_atomic
+from ..files import sha256_file, write_atomic
 from .typestore import BagError
 
 STATE = ".segnet-ros"  # the job's own files inside the output folder
@@ -30,7 +30,6 @@ BAG_SUFFIXES = (".mcap", ".db3")
 GLOB_MAGIC = ("*", "?", "[")
 FSSPEC_MISSING = ("URLs need fsspec: pip install 'segnet_ros[fleet]' (and the storage's own package, e.g. "
                   "pip install s3fs for s3://)")
-CHUNK = 1 << 20
 
 
 def is_url(text: str) -> bool:
@@ -60,21 +59,13 @@ def output_name(source: str) -> str:
     return name[: -len(".db3")] if name.endswith(".db3") else name
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def bag_digest(path: Path) -> str:
     """sha256 of a bag as the manifest gives it: a single file's own (``sha256sum``'s); a folder's, that of
     ``sha256sum``'s lines (``<sha256>  <relative path>``) for its files in the order of their paths."""
     if path.is_file():
-        return file_digest(path)
+        return sha256_file(path)
     files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
-    return hashlib.sha256("".join(f"{file_digest(p)}  {name}\n" for name, p in files).encode()).hexdigest()
+    return hashlib.sha256("".join(f"{sha256_file(p)}  {name}\n" for name, p in files).encode()).hexdigest()
 
 
 # -- inputs ------------------------------------------------------------------------------------------------

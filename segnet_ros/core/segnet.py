@@ -194,9 +194,7 @@ class GraphSegmentation(Segmentation):
         return self._mask_product("confidence", size, out)
 
     def histogram(self, size: Size | None = None) -> np.ndarray:
-        if self._size(size) != self.mask_size:
-            raise ValueError(f"the graph counted the histogram at {self.mask_size[0]}x{self.mask_size[1]}")
-        return self._product("histogram").astype(np.int64)
+        return self._mask_product("histogram", size, None).astype(np.int64)
 
     def _picture(self, name: str, size: Size | None, out: np.ndarray | None) -> np.ndarray:
         picture = self._product(name)

@@ -283,8 +283,8 @@ class CameraPipeline:
             self.failed(exc)
             return None
         setting = self._mask_size()
-        size = {"input": None, "grid": self.net.grid_size, "depth": self._depth_size}.get(setting, setting)
-        products = Products(products_for(name for name, on in wanted.items() if on), size)
+        products = Products(products_for(name for name, on in wanted.items() if on),
+                            self._size(setting, (frame.shape[1], frame.shape[0])))
         return Job(msg.header, frame, encoding, wanted, received_at, (time.thread_time() - started) * 1e3,
                    setting, products)
 
@@ -303,22 +303,24 @@ class CameraPipeline:
             self._depth_size = (depth.msg.width, depth.msg.height)
         return depth
 
-    def _size(self, setting: str | tuple[int, int], seg: Segmentation) -> tuple[int, int]:
+    def _size(self, setting: str | tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
+        """The mask's (width, height) for the mask_size setting and a frame of ``input_size``."""
         if setting == "input":
-            return seg.input_size
+            return input_size
         if setting == "grid":
-            return seg.grid_size
+            return self.net.grid_size
         if setting == "depth":
-            return self._depth_size or seg.input_size  # no depth frame yet: the input's size
+            return self._depth_size or input_size  # no depth frame yet: the input's size
         return setting
 
     def _publish(self, job: Job, seg: Segmentation, inference_started: float, inference_finished: float) -> None:
         cpu_started = time.thread_time()
         header, wanted, setting = job.header, job.wanted, job.mask_setting
         depth = self._paired_depth(header) if wanted.get("points") or setting == "depth" else None
-        # the graph computed the masks at the size known when the frame went in; the host renders any size
-        width, height = (job.products.mask_size or seg.input_size) if isinstance(seg, GraphSegmentation) \
-            else self._size(setting, seg)
+        # the graph computed the masks at the size known when the frame went in; the host renders any size (with
+        # mask_size depth, that of the depth frame just paired)
+        width, height = job.products.mask_size if isinstance(seg, GraphSegmentation) \
+            else self._size(setting, seg.input_size)
         mask_shape, image_shape = (height, width), (seg.input_size[1], seg.input_size[0], 3)
         buffers = self._buffers
         cloud = bool(wanted.get("points")) and depth is not None

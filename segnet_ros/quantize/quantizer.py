@@ -25,11 +25,11 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..backends.cpu import CpuInfo, cpu_info
-from ..backends.engine_cache import sha256_file
 from ..backends.qdq import TARGETS, QdqKey, cached_qdq_model, install_qdq_model
 from ..core.classify import classify
 from ..core.errors import BackendError
 from ..core.model import Model
+from ..files import sha256_file
 from .agreement import Agreement, compare
 from .calibration import FrameSet, reader
 
